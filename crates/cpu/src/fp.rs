@@ -1,0 +1,1 @@
+//! Floating point (F and D extensions): placeholder until the FP unit lands.

@@ -1,0 +1,30 @@
+//! The RV64GC hart of ftvm.
+//!
+//! The hart knows nothing of devices: it reaches RAM directly through [`Memory`]
+//! and everything else through the [`Bus`] trait. It runs for an instruction
+//! budget and owns the retired-instruction count (`icount`), which is the
+//! machine's logical time. It never reads a host clock: the value of the `time`
+//! CSR is set from outside with [`Hart::set_time`].
+
+pub mod fp;
+pub mod memory;
+
+pub use memory::Memory;
+
+/// Everything the hart reaches that is not RAM: device registers (MMIO) and
+/// the interrupt lines that devices drive.
+///
+/// Addresses are physical. `size` is 1, 2, 4 or 8 bytes.
+pub trait Bus {
+    /// Reads a device register. `None` means no device answers at `addr`:
+    /// the hart raises a load access fault.
+    fn read(&mut self, addr: u64, size: u8) -> Option<u64>;
+    /// Writes a device register. `false` means no device answers at `addr`:
+    /// the hart raises a store/AMO access fault.
+    fn write(&mut self, addr: u64, size: u8, value: u64) -> bool;
+    /// The interrupt lines driven by devices, as `mip` bits: MSIP (bit 3),
+    /// MTIP (bit 7), SEIP (bit 9), MEIP (bit 11). The hart calls this after
+    /// every MMIO access and at the start of [`Hart::run`], so a device
+    /// register write that raises or lowers a line takes effect at once.
+    fn irq_lines(&mut self) -> u64;
+}

@@ -1,0 +1,2 @@
+//! The ftvm command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Everything of ftvm that touches the host: guest images, terminal, backends.
