@@ -5,11 +5,24 @@
 //! budget and owns the retired-instruction count (`icount`), which is the
 //! machine's logical time. It never reads a host clock: the value of the `time`
 //! CSR is set from outside with [`Hart::set_time`].
+//!
+//! Instruction fetch from addresses outside RAM (the boot ROM at 0x1000) goes
+//! through [`Bus::read`] with size 2 or 4.
 
+mod compressed;
+mod csr;
 pub mod fp;
+mod hart;
 pub mod memory;
+mod mmu;
+mod state;
 
-pub use memory::Memory;
+#[cfg(test)]
+mod tests;
+
+pub use hart::{Exit, Hart, Privilege};
+pub use memory::{Memory, MemoryError};
+pub use state::{CsrFile, HartState, StateError};
 
 /// Everything the hart reaches that is not RAM: device registers (MMIO) and
 /// the interrupt lines that devices drive.
@@ -27,4 +40,8 @@ pub trait Bus {
     /// every MMIO access and at the start of [`Hart::run`], so a device
     /// register write that raises or lowers a line takes effect at once.
     fn irq_lines(&mut self) -> u64;
+    /// Whether a device asked the machine to stop (power off, reset). The hart
+    /// asks after every MMIO write and, if so, returns [`Exit::Stopped`] at
+    /// the next instruction boundary.
+    fn stop_requested(&mut self) -> bool;
 }

@@ -1,2 +1,20 @@
 //! The ftvm command line.
-fn main() {}
+//!
+//! `ftvm run` boots a machine (by default the fetched Debian guest) with the
+//! console on the terminal; `ftvm images fetch` obtains the guest images.
+
+mod cli;
+mod console;
+mod live;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::main() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ftvm: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

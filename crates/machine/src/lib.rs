@@ -1,1 +1,271 @@
-//! The virt board of ftvm: memory map, device tree, boot, the event boundary, run loop.
+//! The `virt` board of ftvm: memory map, device tree, boot, the event
+//! boundary and the run loop.
+//!
+//! A [`Machine`] owns one hart and the board's devices. It runs in slices of
+//! at most [`SLICE`] instructions; between slices, and only there, it crosses
+//! the event boundary ([`Environment`]): it takes the time, console input and
+//! idles when the guest waits for an interrupt. Inside a slice everything is a
+//! function of the machine state alone.
+
+pub mod environment;
+pub mod fdt;
+pub mod layout;
+pub mod loader;
+pub mod rom;
+
+mod board;
+
+pub use board::Board;
+pub use environment::{Environment, VirtualEnvironment};
+
+use ftvm_cpu::{Exit, Hart, Memory};
+use ftvm_devices::PowerRequest;
+use layout::*;
+
+/// The most instructions run between two crossings of the event boundary.
+pub const SLICE: u64 = 1 << 16;
+
+/// What the machine boots.
+#[derive(Clone, Debug, Default)]
+pub struct MachineConfig {
+    /// RAM size in bytes.
+    pub memory_size: u64,
+    /// Firmware image (OpenSBI `fw_dynamic.bin`, a raw binary or an ELF).
+    pub firmware: Vec<u8>,
+    /// Kernel image, if any (a flat RISC-V `Image` or an ELF).
+    pub kernel: Option<Vec<u8>>,
+    /// Initial RAM disk, if any.
+    pub initrd: Option<Vec<u8>>,
+    /// Kernel command line.
+    pub cmdline: String,
+}
+
+/// The user asked for a machine that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// RAM size out of range.
+    #[error("memory size {size} bytes is out of range: give between {min} MiB and {max} GiB", min = MIN_MEMORY >> 20, max = MAX_MEMORY >> 30)]
+    MemorySize {
+        /// The size asked for.
+        size: u64,
+    },
+    /// An image cannot be loaded.
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+    /// An initrd was given without a kernel.
+    #[error("an initrd needs a kernel: give --kernel too")]
+    InitrdWithoutKernel,
+    /// The device tree could not be built.
+    #[error("cannot build the device tree: {0}")]
+    Fdt(String),
+    /// The initrd overlaps the kernel.
+    #[error(
+        "the kernel ({kernel_end:#x}) overlaps the initrd ({initrd_start:#x}); give more --memory"
+    )]
+    KernelOverlapsInitrd {
+        /// End of the kernel.
+        kernel_end: u64,
+        /// Start of the initrd.
+        initrd_start: u64,
+    },
+}
+
+/// The outcome of one step of the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The machine ran a slice (or idled) and can go on.
+    Running,
+    /// The guest powered off with this exit status.
+    PowerOff(u32),
+    /// The guest asked for a reboot; the machine has been reset.
+    Reboot,
+    /// The guest waits for an interrupt that nothing can ever raise.
+    Stuck,
+}
+
+/// One RISC-V `virt` machine.
+pub struct Machine {
+    hart: Hart,
+    board: Board,
+    config: MachineConfig,
+    /// Highest time handed to the guest so far: time never goes backwards.
+    mtime: u64,
+    wall_clock_base_ns: u64,
+}
+
+impl Machine {
+    /// Builds a machine and loads its images, asking `env` for the rng-seed.
+    pub fn new(config: MachineConfig, env: &mut dyn Environment) -> Result<Machine, ConfigError> {
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&config.memory_size) {
+            return Err(ConfigError::MemorySize {
+                size: config.memory_size,
+            });
+        }
+        if config.initrd.is_some() && config.kernel.is_none() {
+            return Err(ConfigError::InitrdWithoutKernel);
+        }
+        let mut machine = Machine {
+            hart: Hart::new(Memory::new(DRAM_BASE, config.memory_size)),
+            board: Board::new(Vec::new()),
+            config,
+            mtime: 0,
+            wall_clock_base_ns: 0,
+        };
+        machine.reset(env)?;
+        Ok(machine)
+    }
+
+    /// Resets the machine to power-on state: fresh RAM, devices and hart,
+    /// images loaded again.
+    pub fn reset(&mut self, env: &mut dyn Environment) -> Result<(), ConfigError> {
+        let size = self.config.memory_size;
+        let mut memory = Memory::new(DRAM_BASE, size);
+        let firmware = loader::load_firmware(&mut memory, &self.config.firmware)?;
+        let fdt_addr = fdt_base(size);
+        let mut next_addr = KERNEL_BASE;
+        let mut initrd_range = None;
+        if let Some(kernel) = &self.config.kernel {
+            let loaded = loader::load_kernel(&mut memory, kernel)?;
+            next_addr = loaded.entry;
+            if let Some(initrd) = &self.config.initrd {
+                loader::check_initrd(initrd)?;
+                let start = initrd_base(size);
+                if loaded.end > start {
+                    return Err(ConfigError::KernelOverlapsInitrd {
+                        kernel_end: loaded.end,
+                        initrd_start: start,
+                    });
+                }
+                let placed = loader::load_raw(&mut memory, "initrd", initrd, start)?;
+                initrd_range = Some((placed.start, placed.end));
+            }
+        }
+        let blob = fdt::build(&fdt::FdtConfig {
+            memory_size: size,
+            cmdline: self.config.cmdline.clone(),
+            initrd: initrd_range,
+            rng_seed: env.rng_seed(),
+            virtio_slots: 0,
+        })
+        .map_err(|e| ConfigError::Fdt(e.to_string()))?;
+        loader::load_raw(&mut memory, "device tree", &blob, fdt_addr)?;
+        if let Some((_, initrd_end)) = initrd_range {
+            if initrd_end > fdt_addr {
+                return Err(ConfigError::Load(loader::LoadError::DoesNotFit {
+                    what: "initrd",
+                    addr: initrd_base(size),
+                    len: initrd_end - initrd_base(size),
+                    ram_start: DRAM_BASE,
+                    ram_end: fdt_addr,
+                }));
+            }
+        }
+        self.hart = Hart::new(memory);
+        self.board = Board::new(rom::reset_rom(firmware.entry, fdt_addr, next_addr));
+        self.mtime = 0;
+        self.wall_clock_base_ns = env.wall_clock_base_ns();
+        Ok(())
+    }
+
+    /// Runs one slice of at most [`SLICE`] instructions, crossing the event
+    /// boundary before it.
+    pub fn step(&mut self, env: &mut dyn Environment) -> Result<Step, ConfigError> {
+        self.sync_time(env.now(self.hart.icount()));
+        let space = self.board.uart.rx_space();
+        if space > 0 {
+            let input = env.console_input(self.hart.icount(), space);
+            if !input.is_empty() {
+                self.board.uart.push_input(&input);
+            }
+        }
+        let exit = self.hart.run(&mut self.board, SLICE);
+        if let Some(request) = self.board.test.take_request() {
+            return match request {
+                PowerRequest::PowerOff { status } => Ok(Step::PowerOff(status)),
+                PowerRequest::Reboot => {
+                    self.reset(env)?;
+                    Ok(Step::Reboot)
+                }
+            };
+        }
+        if exit == Exit::Wfi {
+            let deadline = self.next_timer_deadline();
+            match env.idle(self.hart.icount(), self.mtime, deadline) {
+                Some(now) => self.sync_time(now),
+                None => return Ok(Step::Stuck),
+            }
+        }
+        Ok(Step::Running)
+    }
+
+    /// Runs until the guest powers off (with its exit status) or is stuck,
+    /// handing console output to `output` after every slice.
+    pub fn run(
+        &mut self,
+        env: &mut dyn Environment,
+        output: &mut dyn FnMut(&[u8]),
+    ) -> Result<Step, ConfigError> {
+        loop {
+            let step = self.step(env)?;
+            let out = self.take_console_output();
+            if !out.is_empty() {
+                output(&out);
+            }
+            match step {
+                Step::Running | Step::Reboot => {}
+                Step::PowerOff(_) | Step::Stuck => return Ok(step),
+            }
+        }
+    }
+
+    /// Console bytes the guest wrote since the last call.
+    pub fn take_console_output(&mut self) -> Vec<u8> {
+        self.board.uart.take_output()
+    }
+
+    /// The next `mtime` at which a timer fires, if one is armed: the CLINT's
+    /// `mtimecmp`, the hart's Sstc `stimecmp`, or the RTC's alarm.
+    fn next_timer_deadline(&self) -> Option<u64> {
+        let clint = Some(self.board.clint.mtimecmp());
+        let sstc = self.hart.stimecmp();
+        let rtc =
+            self.board.rtc.next_alarm_ns().map(|ns| {
+                ns.saturating_sub(self.wall_clock_base_ns) / (1_000_000_000 / TIMEBASE_HZ)
+            });
+        [clint, sstc, rtc]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t != u64::MAX)
+            .min()
+    }
+
+    fn sync_time(&mut self, now: u64) {
+        self.mtime = self.mtime.max(now);
+        self.hart.set_time(self.mtime);
+        self.board.clint.set_mtime(self.mtime);
+        let ns = self.mtime.saturating_mul(1_000_000_000 / TIMEBASE_HZ);
+        self.board
+            .rtc
+            .set_now_ns(self.wall_clock_base_ns.saturating_add(ns));
+    }
+
+    /// The hart.
+    pub fn hart(&self) -> &Hart {
+        &self.hart
+    }
+
+    /// The hart, mutable (tests and debugging).
+    pub fn hart_mut(&mut self) -> &mut Hart {
+        &mut self.hart
+    }
+
+    /// Retired instructions since power-on.
+    pub fn icount(&self) -> u64 {
+        self.hart.icount()
+    }
+
+    /// The guest's time base now.
+    pub fn mtime(&self) -> u64 {
+        self.mtime
+    }
+}

@@ -1,0 +1,352 @@
+//! Address translation (Sv39, Sv48: privileged spec §10.3–10.5), the TLB
+//! and the load/store/fetch paths.
+//!
+//! Two direct-mapped TLBs, one for reads and one for writes, map a virtual
+//! page to its offset in RAM. A write entry exists only when the PTE already
+//! has W and D set, so the fast store path never needs to update a PTE. Tags
+//! include the effective privilege, SUM and MXR, so changing mode needs no
+//! flush; `satp` writes and `sfence.vma` flush everything. MMIO pages are
+//! never cached. Instruction fetch caches one page separately.
+
+use crate::csr::{MSTATUS_MXR, MSTATUS_SUM, SATP_MODE_SV48};
+use crate::hart::{cause, Hart, Trap, PRV_M, PRV_U};
+use crate::Bus;
+
+pub(crate) const TLB_SIZE: usize = 256;
+const TLB_MASK: usize = TLB_SIZE - 1;
+pub(crate) const INVALID_TAG: u64 = u64::MAX;
+const PPN_MASK: u64 = (1 << 44) - 1;
+
+const PTE_V: u64 = 1 << 0;
+const PTE_R: u64 = 1 << 1;
+const PTE_W: u64 = 1 << 2;
+const PTE_X: u64 = 1 << 3;
+const PTE_U: u64 = 1 << 4;
+const PTE_A: u64 = 1 << 6;
+const PTE_D: u64 = 1 << 7;
+
+/// One TLB entry: a tagged virtual page and the RAM offset of its frame.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlbEntry {
+    pub(crate) tag: u64,
+    pub(crate) off: usize,
+}
+
+impl TlbEntry {
+    pub(crate) const EMPTY: TlbEntry = TlbEntry {
+        tag: INVALID_TAG,
+        off: 0,
+    };
+}
+
+/// The kind of memory access, which selects permissions and fault causes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Access {
+    Fetch,
+    Load,
+    Store,
+}
+
+impl Access {
+    /// (page fault, access fault) causes.
+    fn faults(self) -> (u64, u64) {
+        match self {
+            Access::Fetch => (cause::FETCH_PAGE_FAULT, cause::FETCH_ACCESS),
+            Access::Load => (cause::LOAD_PAGE_FAULT, cause::LOAD_ACCESS),
+            Access::Store => (cause::STORE_PAGE_FAULT, cause::STORE_ACCESS),
+        }
+    }
+}
+
+impl Hart {
+    /// Forgets every cached translation (`sfence.vma`, `satp` writes).
+    pub(crate) fn flush_tlb(&mut self) {
+        self.tlb_r.fill(TlbEntry::EMPTY);
+        self.tlb_w.fill(TlbEntry::EMPTY);
+        self.fetch_tag = INVALID_TAG;
+    }
+
+    /// Recomputes the context folded into TLB tags: effective data privilege,
+    /// SUM and MXR. Virtual page numbers use at most 52 bits, so the context
+    /// lives in bits 56..60.
+    pub(crate) fn update_tlb_ctx(&mut self) {
+        let ms = self.csr.mstatus;
+        let ctx = u64::from(self.data_prv())
+            | u64::from(ms & MSTATUS_SUM != 0) << 2
+            | u64::from(ms & MSTATUS_MXR != 0) << 3;
+        self.tlb_ctx = ctx << 56;
+    }
+
+    /// Translates `vaddr` for `acc`, walking the page table and updating A/D
+    /// bits in hardware, and fills the TLB if the frame is RAM.
+    pub(crate) fn translate(&mut self, vaddr: u64, acc: Access) -> Result<u64, Trap> {
+        let prv = if acc == Access::Fetch {
+            self.prv
+        } else {
+            self.data_prv()
+        };
+        let mode = self.csr.satp >> 60;
+        if prv == PRV_M || mode == 0 {
+            self.fill(vaddr, vaddr, acc, true);
+            return Ok(vaddr);
+        }
+        let (pf, af) = acc.faults();
+        let page_fault = Trap::new(pf, vaddr);
+        let levels: u32 = if mode == SATP_MODE_SV48 { 4 } else { 3 };
+        // Bits above the virtual address width must equal its top bit.
+        let top = (vaddr as i64) >> (12 + 9 * levels - 1);
+        if top != 0 && top != -1 {
+            return Err(page_fault);
+        }
+        let mut base = (self.csr.satp & PPN_MASK) << 12;
+        let mut level = levels;
+        loop {
+            if level == 0 {
+                return Err(page_fault);
+            }
+            level -= 1;
+            let pte_addr = base + ((vaddr >> (12 + 9 * level)) & 0x1ff) * 8;
+            let Some(pte_off) = self.mem.offset(pte_addr, 8) else {
+                return Err(Trap::new(af, vaddr));
+            };
+            let mut pte = self.mem.load(pte_off, 8);
+            // Bits 63:54 are reserved (no Svpbmt/Svnapot): such PTEs fault.
+            if pte & PTE_V == 0 || (pte & PTE_R == 0 && pte & PTE_W != 0) || pte >> 54 != 0 {
+                return Err(page_fault);
+            }
+            let ppn = (pte >> 10) & PPN_MASK;
+            if pte & (PTE_R | PTE_X) == 0 {
+                base = ppn << 12;
+                continue;
+            }
+            let ms = self.csr.mstatus;
+            let user_page = pte & PTE_U != 0;
+            let prv_ok = if prv == PRV_U {
+                user_page
+            } else {
+                !user_page || (acc != Access::Fetch && ms & MSTATUS_SUM != 0)
+            };
+            let perm_ok = match acc {
+                Access::Fetch => pte & PTE_X != 0,
+                Access::Load => pte & PTE_R != 0 || (ms & MSTATUS_MXR != 0 && pte & PTE_X != 0),
+                Access::Store => pte & PTE_W != 0,
+            };
+            let span = 1u64 << (9 * level);
+            if !prv_ok || !perm_ok || ppn & (span - 1) != 0 {
+                return Err(page_fault);
+            }
+            let new = pte | PTE_A | if acc == Access::Store { PTE_D } else { 0 };
+            if new != pte {
+                self.mem.store(pte_off, 8, new);
+                pte = new;
+            }
+            let pa = ((ppn & !(span - 1)) << 12) | (vaddr & ((span << 12) - 1));
+            let writable = pte & PTE_W != 0 && pte & PTE_D != 0;
+            self.fill(vaddr, pa, acc, writable);
+            return Ok(pa);
+        }
+    }
+
+    fn fill(&mut self, vaddr: u64, paddr: u64, acc: Access, writable: bool) {
+        let Some(off) = self.mem.offset(paddr & !0xfff, 0x1000) else {
+            return;
+        };
+        if acc == Access::Fetch {
+            self.fetch_tag = vaddr >> 12;
+            self.fetch_off = off;
+            return;
+        }
+        let i = (vaddr >> 12) as usize & TLB_MASK;
+        let e = TlbEntry {
+            tag: (vaddr >> 12) | self.tlb_ctx,
+            off,
+        };
+        // A successful store walk implies the page is readable too.
+        self.tlb_r[i] = e;
+        if writable {
+            self.tlb_w[i] = e;
+        }
+    }
+
+    /// Fetches the instruction at `pc`: 32 bits, of which only the low 16
+    /// are meaningful for a compressed instruction.
+    #[inline(always)]
+    pub(crate) fn fetch<B: Bus>(&mut self, bus: &mut B, pc: u64) -> Result<u32, Trap> {
+        let po = (pc & 0xfff) as usize;
+        if pc >> 12 == self.fetch_tag && po <= 0xffc {
+            return Ok(self.mem.load(self.fetch_off + po, 4) as u32);
+        }
+        self.fetch_slow(bus, pc)
+    }
+
+    #[inline(never)]
+    fn fetch_slow<B: Bus>(&mut self, bus: &mut B, pc: u64) -> Result<u32, Trap> {
+        let pa = self.translate(pc, Access::Fetch)?;
+        let lo = self.phys_fetch(bus, pa, pc)?;
+        if lo & 3 != 3 {
+            return Ok(lo);
+        }
+        let pc2 = pc.wrapping_add(2);
+        let pa2 = if pc2 & 0xfff == 0 {
+            self.translate(pc2, Access::Fetch)?
+        } else {
+            pa + 2
+        };
+        let hi = self.phys_fetch(bus, pa2, pc2)?;
+        Ok(lo | hi << 16)
+    }
+
+    fn phys_fetch<B: Bus>(&mut self, bus: &mut B, pa: u64, va: u64) -> Result<u32, Trap> {
+        if let Some(off) = self.mem.offset(pa, 2) {
+            return Ok(self.mem.load(off, 2) as u32);
+        }
+        match bus.read(pa, 2) {
+            Some(v) => Ok(v as u32 & 0xffff),
+            None => Err(Trap::new(cause::FETCH_ACCESS, va)),
+        }
+    }
+
+    /// Loads `N` bytes at virtual `addr`, zero-extended.
+    #[inline(always)]
+    pub(crate) fn load<B: Bus, const N: usize>(
+        &mut self,
+        bus: &mut B,
+        addr: u64,
+    ) -> Result<u64, Trap> {
+        let vpn = addr >> 12;
+        let e = self.tlb_r[vpn as usize & TLB_MASK];
+        if e.tag == vpn | self.tlb_ctx && addr & (N as u64 - 1) == 0 {
+            return Ok(self.mem.load(e.off + (addr & 0xfff) as usize, N));
+        }
+        self.load_slow(bus, addr, N)
+    }
+
+    /// Stores the low `N` bytes of `v` at virtual `addr`.
+    #[inline(always)]
+    pub(crate) fn store<B: Bus, const N: usize>(
+        &mut self,
+        bus: &mut B,
+        addr: u64,
+        v: u64,
+    ) -> Result<(), Trap> {
+        let vpn = addr >> 12;
+        let e = self.tlb_w[vpn as usize & TLB_MASK];
+        if e.tag == vpn | self.tlb_ctx && addr & (N as u64 - 1) == 0 {
+            self.mem.store(e.off + (addr & 0xfff) as usize, N, v);
+            return Ok(());
+        }
+        self.store_slow(bus, addr, N, v)
+    }
+
+    /// Translates both pages of a misaligned access before any byte moves,
+    /// so that a fault leaves memory untouched. Returns the physical address
+    /// of `addr` and of the start of the second page (if crossed).
+    fn translate_span(&mut self, addr: u64, n: usize, acc: Access) -> Result<(u64, u64), Trap> {
+        let pa0 = self.translate(addr, acc)?;
+        let last = addr.wrapping_add(n as u64 - 1);
+        let pa1 = if last >> 12 != addr >> 12 {
+            self.translate(last & !0xfff, acc)?
+        } else {
+            0
+        };
+        Ok((pa0, pa1))
+    }
+
+    #[inline(never)]
+    fn load_slow<B: Bus>(&mut self, bus: &mut B, addr: u64, n: usize) -> Result<u64, Trap> {
+        if addr & (n as u64 - 1) == 0 {
+            let pa = self.translate(addr, Access::Load)?;
+            return self.phys_load(bus, pa, n, addr);
+        }
+        let (pa0, pa1) = self.translate_span(addr, n, Access::Load)?;
+        let mut v = 0;
+        for i in 0..n {
+            let va = addr.wrapping_add(i as u64);
+            let pa = if va >> 12 == addr >> 12 {
+                pa0 + i as u64
+            } else {
+                pa1 + (va & 0xfff)
+            };
+            v |= self.phys_load(bus, pa, 1, va)? << (8 * i);
+        }
+        Ok(v)
+    }
+
+    #[inline(never)]
+    fn store_slow<B: Bus>(&mut self, bus: &mut B, addr: u64, n: usize, v: u64) -> Result<(), Trap> {
+        if addr & (n as u64 - 1) == 0 {
+            let pa = self.translate(addr, Access::Store)?;
+            return self.phys_store(bus, pa, n, v, addr);
+        }
+        let (pa0, pa1) = self.translate_span(addr, n, Access::Store)?;
+        for i in 0..n {
+            let va = addr.wrapping_add(i as u64);
+            let pa = if va >> 12 == addr >> 12 {
+                pa0 + i as u64
+            } else {
+                pa1 + (va & 0xfff)
+            };
+            self.phys_store(bus, pa, 1, v >> (8 * i), va)?;
+        }
+        Ok(())
+    }
+
+    /// Reads physical memory: RAM directly, anything else through the bus.
+    pub(crate) fn phys_load<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        pa: u64,
+        n: usize,
+        va: u64,
+    ) -> Result<u64, Trap> {
+        if let Some(off) = self.mem.offset(pa, n as u64) {
+            return Ok(self.mem.load(off, n));
+        }
+        let v = bus.read(pa, n as u8);
+        self.after_mmio(bus, false);
+        match v {
+            Some(v) => Ok(v & mask(n)),
+            None => Err(Trap::new(cause::LOAD_ACCESS, va)),
+        }
+    }
+
+    /// Writes physical memory: RAM directly, anything else through the bus.
+    pub(crate) fn phys_store<B: Bus>(
+        &mut self,
+        bus: &mut B,
+        pa: u64,
+        n: usize,
+        v: u64,
+        va: u64,
+    ) -> Result<(), Trap> {
+        if let Some(off) = self.mem.offset(pa, n as u64) {
+            self.mem.store(off, n, v);
+            return Ok(());
+        }
+        let ok = bus.write(pa, n as u8, v & mask(n));
+        self.after_mmio(bus, true);
+        if ok {
+            Ok(())
+        } else {
+            Err(Trap::new(cause::STORE_ACCESS, va))
+        }
+    }
+
+    /// A device access may have changed interrupt lines or asked to stop.
+    fn after_mmio<B: Bus>(&mut self, bus: &mut B, write: bool) {
+        self.irq_lines = bus.irq_lines() & crate::csr::IRQ_LINES;
+        self.irq_check = true;
+        if write && bus.stop_requested() {
+            self.stop = true;
+        }
+    }
+}
+
+#[inline(always)]
+fn mask(n: usize) -> u64 {
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
+}

@@ -1,0 +1,925 @@
+//! Behaviour tests for the hart, with programs encoded by small helpers.
+
+use crate::*;
+use std::collections::BTreeMap;
+
+const RAM: u64 = 0x8000_0000;
+
+// ---- encoders (unprivileged spec chapter 2 formats) ----
+
+fn r(op: u32, f3: u32, f7: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
+    (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op
+}
+fn i(op: u32, f3: u32, rd: u32, rs1: u32, imm: i32) -> u32 {
+    ((imm as u32 & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op
+}
+fn s(op: u32, f3: u32, rs1: u32, rs2: u32, imm: i32) -> u32 {
+    let imm = imm as u32;
+    ((imm >> 5 & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 31) << 7) | op
+}
+fn b(f3: u32, rs1: u32, rs2: u32, imm: i32) -> u32 {
+    let imm = imm as u32;
+    ((imm >> 12 & 1) << 31)
+        | ((imm >> 5 & 0x3f) << 25)
+        | (rs2 << 20)
+        | (rs1 << 15)
+        | (f3 << 12)
+        | ((imm >> 1 & 0xf) << 8)
+        | ((imm >> 11 & 1) << 7)
+        | 0x63
+}
+fn jal(rd: u32, imm: i32) -> u32 {
+    let imm = imm as u32;
+    ((imm >> 20 & 1) << 31)
+        | ((imm >> 1 & 0x3ff) << 21)
+        | ((imm >> 11 & 1) << 20)
+        | (imm & 0xff000)
+        | (rd << 7)
+        | 0x6f
+}
+fn addi(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x13, 0, rd, rs1, imm)
+}
+fn addiw(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x1b, 0, rd, rs1, imm)
+}
+fn slli(rd: u32, rs1: u32, sh: i32) -> u32 {
+    i(0x13, 1, rd, rs1, sh)
+}
+fn lui(rd: u32, imm20: u32) -> u32 {
+    (imm20 << 12) | (rd << 7) | 0x37
+}
+fn add(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 0, 0, rd, rs1, rs2)
+}
+fn sub(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 0, 0x20, rd, rs1, rs2)
+}
+fn mulh(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 1, 1, rd, rs1, rs2)
+}
+fn div(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 4, 1, rd, rs1, rs2)
+}
+fn rem(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x33, 6, 1, rd, rs1, rs2)
+}
+fn divw(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x3b, 4, 1, rd, rs1, rs2)
+}
+fn ld(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x03, 3, rd, rs1, imm)
+}
+fn lw(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x03, 2, rd, rs1, imm)
+}
+fn lbu(rd: u32, rs1: u32, imm: i32) -> u32 {
+    i(0x03, 4, rd, rs1, imm)
+}
+fn sd(rs1: u32, rs2: u32, imm: i32) -> u32 {
+    s(0x23, 3, rs1, rs2, imm)
+}
+fn sw(rs1: u32, rs2: u32, imm: i32) -> u32 {
+    s(0x23, 2, rs1, rs2, imm)
+}
+fn csrrw(rd: u32, csr: u32, rs1: u32) -> u32 {
+    i(0x73, 1, rd, rs1, csr as i32)
+}
+fn csrrs(rd: u32, csr: u32, rs1: u32) -> u32 {
+    i(0x73, 2, rd, rs1, csr as i32)
+}
+fn csrrc(rd: u32, csr: u32, rs1: u32) -> u32 {
+    i(0x73, 3, rd, rs1, csr as i32)
+}
+fn amo(f5: u32, f3: u32, rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x2f, f3, f5 << 2, rd, rs1, rs2)
+}
+const ECALL: u32 = 0x73;
+const MRET: u32 = 0x3020_0073;
+const SRET: u32 = 0x1020_0073;
+const WFI: u32 = 0x1050_0073;
+const SFENCE_VMA: u32 = 0x1200_0073;
+
+// ---- a test bus: a ROM at 0x1000, a device register page at 0x1000_0000 ----
+
+#[derive(Default)]
+struct TestBus {
+    rom: Vec<u8>,
+    writes: BTreeMap<u64, u64>,
+    irq: u64,
+    stop_on_write: bool,
+    stop: bool,
+}
+
+impl Bus for TestBus {
+    fn read(&mut self, addr: u64, size: u8) -> Option<u64> {
+        if (0x1000..0x1000 + self.rom.len() as u64).contains(&addr) {
+            let o = (addr - 0x1000) as usize;
+            let mut v = 0u64;
+            for k in 0..size as usize {
+                v |= u64::from(*self.rom.get(o + k)?) << (8 * k);
+            }
+            return Some(v);
+        }
+        (addr >> 12 == 0x10000).then(|| self.writes.get(&addr).copied().unwrap_or(0x5a))
+    }
+    fn write(&mut self, addr: u64, _size: u8, value: u64) -> bool {
+        if addr >> 12 != 0x10000 {
+            return false;
+        }
+        self.writes.insert(addr, value);
+        self.stop |= self.stop_on_write;
+        true
+    }
+    fn irq_lines(&mut self) -> u64 {
+        self.irq
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.stop
+    }
+}
+
+fn words(prog: &[u32]) -> Vec<u8> {
+    prog.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// A hart in M-mode at RAM with `prog` loaded there; 4 MiB RAM.
+fn hart(prog: &[u32]) -> Hart {
+    let mut mem = Memory::new(RAM, 4 << 20);
+    mem.write_bytes(RAM, &words(prog)).expect("in RAM");
+    let mut h = Hart::new(mem);
+    h.set_pc(RAM);
+    h
+}
+
+fn run(h: &mut Hart, n: u64) -> Exit {
+    h.run(&mut TestBus::default(), n)
+}
+
+fn poke(h: &mut Hart, addr: u64, data: &[u32]) {
+    h.memory_mut()
+        .write_bytes(addr, &words(data))
+        .expect("in RAM");
+}
+
+fn peek64(h: &Hart, addr: u64) -> u64 {
+    let mut b = [0; 8];
+    h.memory().read_bytes(addr, &mut b).expect("in RAM");
+    u64::from_le_bytes(b)
+}
+
+// ---- integer instructions ----
+
+#[test]
+fn test_addi_add_sub_and_x0_stays_zero() {
+    let mut h = hart(&[
+        addi(1, 0, 5),
+        addi(2, 0, -7),
+        add(3, 1, 2),
+        sub(4, 1, 2),
+        addi(0, 1, 1),
+    ]);
+    run(&mut h, 5);
+    assert_eq!((h.x(3), h.x(4), h.x(0)), (-2i64 as u64, 12, 0));
+    assert_eq!(h.icount(), 5);
+    assert_eq!(h.pc(), RAM + 20);
+}
+
+#[test]
+fn test_lui_sign_extends_and_addiw_wraps() {
+    let mut h = hart(&[lui(1, 0x80000), addiw(2, 1, -1), slli(3, 2, 4)]);
+    run(&mut h, 3);
+    assert_eq!(h.x(1), 0xffff_ffff_8000_0000);
+    assert_eq!(h.x(2), 0x7fff_ffff);
+    assert_eq!(h.x(3), 0x7_ffff_fff0);
+}
+
+#[test]
+fn test_division_by_zero_and_overflow_follow_the_spec() {
+    let mut h = hart(&[
+        div(3, 1, 0),
+        rem(4, 1, 0),
+        div(5, 2, 6),
+        rem(7, 2, 6),
+        divw(8, 1, 0),
+        mulh(9, 6, 6),
+    ]);
+    h.set_x(1, 42);
+    h.set_x(2, i64::MIN as u64);
+    h.set_x(6, u64::MAX);
+    run(&mut h, 6);
+    assert_eq!((h.x(3), h.x(4)), (u64::MAX, 42));
+    assert_eq!((h.x(5), h.x(7)), (i64::MIN as u64, 0));
+    assert_eq!((h.x(8), h.x(9)), (u64::MAX, 0));
+}
+
+#[test]
+fn test_branches_and_jumps_link_and_land() {
+    // 0: addi x1,x0,3 ; 4: addi x1,x1,-1 ; 8: bne x1,x0,-4 ; 12: jal x5,8 ; 16: (skipped) ; 20: jalr x6,0(x5)
+    let mut h = hart(&[
+        addi(1, 0, 3),
+        addi(1, 1, -1),
+        b(1, 1, 0, -4),
+        jal(5, 8),
+        addi(9, 0, 1),
+        i(0x67, 0, 6, 5, 0),
+    ]);
+    run(&mut h, 9);
+    assert_eq!(h.x(1), 0);
+    assert_eq!(h.x(5), RAM + 16);
+    assert_eq!(h.x(6), RAM + 24);
+    assert_eq!(h.pc(), RAM + 16);
+}
+
+#[test]
+fn test_load_widths_from_ram() {
+    let mut h = hart(&[lw(2, 1, 0), lbu(3, 1, 0), ld(4, 1, 0)]);
+    h.set_x(1, RAM + 0x1000);
+    poke(&mut h, RAM + 0x1000, &[0xffff_fff0, 0x1234_5678]);
+    run(&mut h, 3);
+    assert_eq!(h.x(2), 0xffff_ffff_ffff_fff0);
+    assert_eq!(h.x(3), 0xf0);
+    assert_eq!(h.x(4), 0x1234_5678_ffff_fff0);
+}
+
+#[test]
+fn test_misaligned_store_and_load_across_a_page_work() {
+    let mut h = hart(&[sd(1, 2, 0), ld(3, 1, 0), lw(4, 1, 3)]);
+    h.set_x(1, RAM + 0x1ffd);
+    h.set_x(2, 0x1122_3344_5566_7788);
+    run(&mut h, 3);
+    assert_eq!(h.x(3), 0x1122_3344_5566_7788);
+    assert_eq!(h.x(4), 0x2233_4455);
+    assert_eq!(h.icount(), 3);
+}
+
+#[test]
+fn test_mmio_store_and_load_go_through_the_bus() {
+    let mut h = hart(&[sw(1, 2, 0), lw(3, 1, 4)]);
+    h.set_x(1, 0x1000_0000);
+    h.set_x(2, 0xabcd);
+    let mut bus = TestBus::default();
+    h.run(&mut bus, 2);
+    assert_eq!(bus.writes.get(&0x1000_0000), Some(&0xabcd));
+    assert_eq!(h.x(3), 0x5a);
+}
+
+#[test]
+fn test_store_to_nothing_raises_store_access_fault() {
+    let mut h = hart(&[sw(1, 2, 0)]);
+    h.set_x(1, 0x4000_0000);
+    run(&mut h, 1);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.mcause, st.csr.mtval, st.csr.mepc),
+        (7, 0x4000_0000, RAM)
+    );
+    assert_eq!(h.icount(), 0);
+}
+
+#[test]
+fn test_stop_request_after_mmio_write_exits_at_next_boundary() {
+    let mut h = hart(&[sw(1, 2, 0), addi(5, 0, 1)]);
+    h.set_x(1, 0x1000_0000);
+    let mut bus = TestBus {
+        stop_on_write: true,
+        ..TestBus::default()
+    };
+    let exit = h.run(&mut bus, 100);
+    assert_eq!(exit, Exit::Stopped);
+    assert_eq!((h.icount(), h.x(5)), (1, 0));
+}
+
+#[test]
+fn test_fetch_from_rom_goes_through_the_bus() {
+    let mut h = hart(&[]);
+    h.set_pc(0x1000);
+    let mut bus = TestBus {
+        rom: words(&[addi(1, 0, 9), 0x0000_4509]), // addi x1,x0,9 ; c.li x10,2
+        ..TestBus::default()
+    };
+    h.run(&mut bus, 2);
+    assert_eq!((h.x(1), h.x(10), h.pc()), (9, 2, 0x1006));
+}
+
+#[test]
+fn test_budget_retires_exactly_that_many_instructions() {
+    let mut h = hart(&[addi(1, 1, 1), jal(0, -4)]);
+    let exit = run(&mut h, 1001);
+    assert_eq!(exit, Exit::BudgetExhausted);
+    assert_eq!((h.icount(), h.x(1)), (1001, 501));
+}
+
+// ---- compressed ----
+
+#[test]
+fn test_compressed_arithmetic_and_stack_access() {
+    // c.li x10,-3 ; c.addi x10,5 ; c.mv x11,x10 ; c.add x11,x10 ; c.sdsp x11,8(sp) ; c.ldsp x12,8(sp) ; c.slli x12,3 ; c.nop
+    let halves: [u16; 8] = [
+        0x5575, 0x0515, 0x85aa, 0x95aa, 0xe42e, 0x6622, 0x060e, 0x0001,
+    ];
+    let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let mut h = hart(&[]);
+    h.memory_mut().write_bytes(RAM, &bytes).expect("in RAM");
+    h.set_x(2, RAM + 0x2000);
+    run(&mut h, 8);
+    assert_eq!((h.x(10), h.x(11), h.x(12)), (2, 4, 32));
+    assert_eq!(peek64(&h, RAM + 0x2008), 4);
+    assert_eq!(h.pc(), RAM + 16);
+}
+
+#[test]
+fn test_compressed_branch_and_jump() {
+    // 0: c.li x8,1 ; 2: c.bnez x8,+6 ; 4: c.li x9,7 ; 6: c.nop ; 8: c.j -4 (to 4)
+    let halves: [u16; 5] = [0x4405, 0xe019, 0x449d, 0x0001, 0xbff5];
+    let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let mut h = hart(&[]);
+    h.memory_mut().write_bytes(RAM, &bytes).expect("in RAM");
+    run(&mut h, 4);
+    assert_eq!((h.x(8), h.x(9), h.pc()), (1, 7, RAM + 6));
+}
+
+#[test]
+fn test_all_zero_halfword_is_illegal() {
+    let mut h = hart(&[0]);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 2);
+}
+
+#[test]
+fn test_32bit_instruction_across_a_page_boundary_fetches_both_halves() {
+    let mut h = hart(&[]);
+    let inst = addi(7, 0, 33).to_le_bytes();
+    h.memory_mut()
+        .write_bytes(RAM + 0xffe, &inst)
+        .expect("in RAM");
+    h.set_pc(RAM + 0xffe);
+    run(&mut h, 1);
+    assert_eq!((h.x(7), h.pc()), (33, RAM + 0x1002));
+}
+
+// ---- CSRs ----
+
+#[test]
+fn test_unimplemented_csr_raises_illegal_instruction() {
+    let mut h = hart(&[csrrs(1, 0x7c0, 0)]);
+    h.set_x(1, 77);
+    run(&mut h, 1);
+    assert_eq!((h.state().csr.mcause, h.x(1)), (2, 77));
+}
+
+#[test]
+fn test_write_to_read_only_csr_is_illegal() {
+    let mut h = hart(&[csrrw(0, 0xf11, 1)]);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 2);
+}
+
+#[test]
+fn test_misa_reports_rv64imafdcsu() {
+    let mut h = hart(&[csrrs(1, 0x301, 0)]);
+    run(&mut h, 1);
+    assert_eq!(h.x(1), 0x8000_0000_0014_112d);
+}
+
+#[test]
+fn test_satp_write_of_sv57_leaves_satp_unchanged() {
+    let mut h = hart(&[csrrw(0, 0x180, 1), csrrw(0, 0x180, 2), csrrs(3, 0x180, 0)]);
+    h.set_x(1, (8 << 60) | 0x80123);
+    h.set_x(2, (10 << 60) | 0x80456);
+    run(&mut h, 3);
+    assert_eq!(h.x(3), (8 << 60) | 0x80123);
+}
+
+#[test]
+fn test_minstret_and_mcycle_read_the_retired_count() {
+    let mut h = hart(&[
+        addi(0, 0, 0),
+        addi(0, 0, 0),
+        csrrs(1, 0xb02, 0),
+        csrrs(2, 0xb00, 0),
+        csrrs(3, 0xc00, 0),
+    ]);
+    run(&mut h, 5);
+    assert_eq!((h.x(1), h.x(2), h.x(3)), (2, 3, 4));
+}
+
+#[test]
+fn test_hpm_counters_read_zero_and_ignore_writes() {
+    let mut h = hart(&[
+        csrrw(0, 0xb03, 1),
+        csrrs(2, 0xb03, 0),
+        csrrw(0, 0x323, 1),
+        csrrs(3, 0x323, 0),
+    ]);
+    h.set_x(1, 5);
+    run(&mut h, 4);
+    assert_eq!((h.x(2), h.x(3), h.icount()), (0, 0, 4));
+}
+
+#[test]
+fn test_pmpaddr_holds_what_is_written() {
+    let mut h = hart(&[
+        csrrw(0, 0x3b0, 1),
+        csrrs(2, 0x3b0, 0),
+        csrrw(0, 0x3a0, 1),
+        csrrs(3, 0x3a0, 0),
+    ]);
+    h.set_x(1, u64::MAX);
+    run(&mut h, 4);
+    assert_eq!((h.x(2), h.x(3)), ((1 << 54) - 1, u64::MAX));
+}
+
+/// Puts the hart in `prv` at RAM+0x100 via mret, with M trap vector at RAM+0x800.
+fn drop_to(prog: &[u32], prv: u64) -> Hart {
+    let mut h = hart(&[
+        csrrw(0, 0x341, 1),
+        csrrw(0, 0x300, 2),
+        csrrw(0, 0x305, 3),
+        MRET,
+    ]);
+    poke(&mut h, RAM + 0x100, prog);
+    // The M-mode handler spins, so the first trap's CSRs stay visible.
+    poke(&mut h, RAM + 0x800, &[jal(0, 0)]);
+    h.set_x(1, RAM + 0x100);
+    h.set_x(2, prv << 11);
+    h.set_x(3, RAM + 0x800);
+    run(&mut h, 4);
+    h
+}
+
+#[test]
+fn test_s_mode_cycle_read_needs_mcounteren() {
+    let mut h = drop_to(&[csrrs(5, 0xc00, 0)], 1);
+    run(&mut h, 1);
+    assert_eq!(
+        (h.state().csr.mcause, h.privilege()),
+        (2, Privilege::Machine)
+    );
+}
+
+#[test]
+fn test_s_mode_access_to_m_csr_is_illegal() {
+    let mut h = drop_to(&[csrrs(5, 0x300, 0)], 1);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 2);
+    assert_eq!(h.state().csr.mepc, RAM + 0x100);
+    assert_eq!(h.state().csr.mstatus >> 11 & 3, 1);
+}
+
+#[test]
+fn test_fcsr_is_illegal_while_fs_is_off() {
+    let mut h = hart(&[csrrs(1, 0x003, 0)]);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 2);
+}
+
+#[test]
+fn test_flw_nan_boxes_and_sets_fs_dirty() {
+    let mut h = hart(&[
+        csrrs(0, 0x300, 2),
+        i(0x07, 2, 3, 1, 0),
+        s(0x27, 3, 1, 3, 8),
+        ld(4, 1, 8),
+    ]);
+    h.set_x(1, RAM + 0x1000);
+    h.set_x(2, 1 << 13);
+    poke(&mut h, RAM + 0x1000, &[0x3f80_0000]);
+    run(&mut h, 4);
+    assert_eq!(h.x(4), 0xffff_ffff_3f80_0000);
+    assert_eq!(h.state().csr.mstatus >> 63, 1);
+}
+
+// ---- traps and delegation ----
+
+#[test]
+fn test_ecall_from_u_goes_to_m_without_delegation() {
+    let mut h = drop_to(&[ECALL], 0);
+    run(&mut h, 1);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.mcause, st.csr.mepc, h.pc()),
+        (8, RAM + 0x100, RAM + 0x800)
+    );
+    assert_eq!(h.icount(), 4);
+}
+
+#[test]
+fn test_ecall_from_u_is_delegated_to_s() {
+    let mut h = hart(&[
+        csrrw(0, 0x302, 4),
+        csrrw(0, 0x105, 5),
+        csrrw(0, 0x341, 1),
+        csrrw(0, 0x300, 2),
+        MRET,
+    ]);
+    poke(&mut h, RAM + 0x100, &[ECALL]);
+    poke(&mut h, RAM + 0x400, &[addi(0, 0, 0)]);
+    h.set_x(1, RAM + 0x100);
+    h.set_x(2, 0);
+    h.set_x(4, 1 << 8);
+    h.set_x(5, RAM + 0x400);
+    run(&mut h, 6);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.scause, st.csr.sepc, h.pc()),
+        (8, RAM + 0x100, RAM + 0x404)
+    );
+    assert_eq!(h.privilege(), Privilege::Supervisor);
+    assert_eq!(st.csr.mstatus & (1 << 8), 0);
+}
+
+#[test]
+fn test_sret_returns_to_user_and_mret_from_s_is_illegal() {
+    let mut h = drop_to(&[csrrw(0, 0x141, 1), SRET], 1);
+    poke(&mut h, RAM + 0x200, &[MRET]);
+    poke(&mut h, RAM + 0x800, &[addi(0, 0, 0)]);
+    h.set_x(1, RAM + 0x200);
+    run(&mut h, 3);
+    assert_eq!(h.pc(), RAM + 0x804);
+    assert_eq!(h.state().csr.mcause, 2);
+    assert_eq!(h.state().csr.mstatus >> 11 & 3, 0);
+}
+
+// ---- interrupts and WFI ----
+
+#[test]
+fn test_machine_timer_interrupt_is_taken_when_enabled() {
+    let mut h = hart(&[
+        csrrw(0, 0x305, 3),
+        csrrw(0, 0x304, 1),
+        csrrs(0, 0x300, 2),
+        addi(9, 0, 1),
+    ]);
+    poke(&mut h, RAM + 0x800, &[addi(0, 0, 0)]);
+    h.set_x(1, 1 << 7);
+    h.set_x(2, 1 << 3);
+    h.set_x(3, RAM + 0x800);
+    let mut bus = TestBus {
+        irq: 1 << 7,
+        ..TestBus::default()
+    };
+    h.run(&mut bus, 4);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.mcause, st.csr.mepc, h.pc()),
+        ((1 << 63) | 7, RAM + 12, RAM + 0x804)
+    );
+    assert_eq!(st.csr.mstatus & 0x88, 0x80);
+    assert_eq!(h.x(9), 0);
+}
+
+#[test]
+fn test_external_interrupt_has_priority_over_timer() {
+    let mut h = hart(&[csrrw(0, 0x305, 3), csrrw(0, 0x304, 1), csrrs(0, 0x300, 2)]);
+    h.set_x(1, (1 << 7) | (1 << 11));
+    h.set_x(2, 1 << 3);
+    h.set_x(3, RAM + 0x801);
+    poke(&mut h, RAM + 0x800 + 44, &[addi(0, 0, 0)]);
+    let mut bus = TestBus {
+        irq: (1 << 7) | (1 << 11),
+        ..TestBus::default()
+    };
+    h.run(&mut bus, 4);
+    assert_eq!(h.state().csr.mcause, (1 << 63) | 11);
+    assert_eq!(h.pc(), RAM + 0x800 + 48);
+}
+
+#[test]
+fn test_wfi_with_nothing_pending_exits_past_the_wfi() {
+    let mut h = hart(&[WFI, addi(1, 0, 1)]);
+    let exit = run(&mut h, 100);
+    assert_eq!((exit, h.pc(), h.icount()), (Exit::Wfi, RAM + 4, 1));
+    assert_eq!(run(&mut h, 100), Exit::Wfi);
+}
+
+#[test]
+fn test_wfi_resumes_on_pending_interrupt_even_if_globally_disabled() {
+    let mut h = hart(&[csrrw(0, 0x304, 1), WFI, addi(5, 0, 1)]);
+    h.set_x(1, 1 << 7);
+    assert_eq!(run(&mut h, 100), Exit::Wfi);
+    let mut bus = TestBus {
+        irq: 1 << 7,
+        ..TestBus::default()
+    };
+    let exit = h.run(&mut bus, 1);
+    assert_eq!((exit, h.x(5)), (Exit::BudgetExhausted, 1));
+}
+
+#[test]
+fn test_sstc_timer_raises_stip_when_time_reaches_stimecmp() {
+    let mut h = hart(&[
+        csrrw(0, 0x30a, 1),
+        csrrw(0, 0x14d, 2),
+        csrrs(3, 0x344, 0),
+        csrrs(4, 0x344, 0),
+    ]);
+    h.set_x(1, 1 << 63);
+    h.set_x(2, 500);
+    h.set_time(499);
+    run(&mut h, 3);
+    h.set_time(500);
+    run(&mut h, 1);
+    assert_eq!((h.x(3) & 0x20, h.x(4) & 0x20), (0, 0x20));
+    assert_eq!(h.stimecmp(), Some(500));
+}
+
+#[test]
+fn test_mip_set_does_not_latch_external_seip() {
+    let mut h = hart(&[csrrs(0, 0x344, 1), csrrs(2, 0x344, 0)]);
+    h.set_x(1, 1 << 1);
+    let mut bus = TestBus {
+        irq: 1 << 9,
+        ..TestBus::default()
+    };
+    h.run(&mut bus, 2);
+    assert_eq!(h.x(2), (1 << 9) | (1 << 1));
+    assert_eq!(h.state().csr.mip, 1 << 1);
+}
+
+// ---- atomics ----
+
+#[test]
+fn test_lr_sc_succeeds_then_fails_without_reservation() {
+    let mut h = hart(&[
+        amo(0b00010, 3, 2, 1, 0),
+        amo(0b00011, 3, 3, 1, 5),
+        amo(0b00011, 3, 4, 1, 5),
+    ]);
+    h.set_x(1, RAM + 0x1000);
+    h.set_x(5, 99);
+    poke(&mut h, RAM + 0x1000, &[7, 0]);
+    run(&mut h, 3);
+    assert_eq!((h.x(2), h.x(3), h.x(4)), (7, 0, 1));
+    assert_eq!(peek64(&h, RAM + 0x1000), 99);
+}
+
+#[test]
+fn test_amoadd_w_returns_sign_extended_old_value() {
+    let mut h = hart(&[amo(0b00000, 2, 2, 1, 5), amo(0b10100, 2, 3, 1, 6)]);
+    h.set_x(1, RAM + 0x1000);
+    h.set_x(5, 1);
+    h.set_x(6, 5);
+    poke(&mut h, RAM + 0x1000, &[0xffff_fffe, 0x1111_1111]);
+    run(&mut h, 2);
+    assert_eq!((h.x(2), h.x(3)), (u64::MAX - 1, u64::MAX));
+    assert_eq!(peek64(&h, RAM + 0x1000), 0x1111_1111_0000_0005);
+}
+
+#[test]
+fn test_misaligned_amo_raises_store_misaligned() {
+    let mut h = hart(&[amo(0b00001, 3, 2, 1, 5)]);
+    h.set_x(1, RAM + 0x1004);
+    run(&mut h, 1);
+    assert_eq!(
+        (h.state().csr.mcause, h.state().csr.mtval),
+        (6, RAM + 0x1004)
+    );
+}
+
+// ---- paging ----
+
+const PT: u64 = RAM + 0x10_0000;
+const V: u64 = 1;
+const RWX_U_A_D: u64 = 0b1101_1110; // R W X U A D
+
+fn pte(pa: u64, flags: u64) -> u64 {
+    ((pa >> 12) << 10) | flags | V
+}
+
+fn put(h: &mut Hart, addr: u64, v: u64) {
+    h.memory_mut()
+        .write_bytes(addr, &v.to_le_bytes())
+        .expect("in RAM");
+}
+
+/// S-mode hart running `prog` at virtual `va` with paging `mode` rooted at PT.
+/// `tables` builds the page tables first; they must map the code at
+/// RAM+0x100 (identity) so the hart survives the satp write.
+fn paged(mode: u64, va: u64, prog: &[u32], tables: impl FnOnce(&mut Hart)) -> Hart {
+    let mut h = drop_to(&[csrrw(0, 0x180, 10), SFENCE_VMA], 1);
+    tables(&mut h);
+    h.set_x(10, (mode << 60) | (PT >> 12));
+    run(&mut h, 2);
+    poke(&mut h, RAM + 0x3000, prog);
+    h.set_pc(va);
+    h
+}
+
+/// Sv39 tables: VA 0x4000_0000 (gigapage 1) → RAM identity via gigapage 2,
+/// VA 0x1000 → RAM+0x3000 via three levels; VA 0x20_0000 megapage → RAM.
+fn sv39_tables(h: &mut Hart, code_flags: u64) {
+    put(h, PT, pte(PT + 0x1000, 0));
+    put(h, PT + 0x1000, pte(PT + 0x2000, 0));
+    put(h, PT + 0x2000 + 8, pte(RAM + 0x3000, code_flags));
+    put(h, PT + 0x2000 + 2 * 8, pte(RAM + 0x4000, 0b0100_0110)); // RW, A, no D: VA 0x2000
+    put(h, PT + 0x1000 + 8, pte(RAM, RWX_U_A_D & !0x10)); // megapage VA 0x20_0000 → RAM
+    put(h, PT + 2 * 8, pte(RAM, RWX_U_A_D & !0x10)); // gigapage VA 0x8000_0000 → RAM
+}
+
+#[test]
+fn test_sv39_three_level_fetch_and_megapage_load() {
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0x100)], |h| {
+        sv39_tables(h, 0b0100_1010)
+    }); // X R A, supervisor
+    put(&mut h, RAM + 0x100, 0xfeed);
+    h.set_x(6, 0x20_0000);
+    run(&mut h, 1);
+    assert_eq!((h.x(5), h.pc()), (0xfeed, 0x1004));
+}
+
+#[test]
+fn test_sv39_gigapage_store_sets_dirty_bit() {
+    let mut h = paged(8, 0x1000, &[sd(6, 7, 0x8), sd(8, 7, 0)], |h| {
+        sv39_tables(h, 0b0100_1010)
+    });
+    h.set_x(6, 0x8000_0000 + 0x5000);
+    h.set_x(7, 0xabc);
+    h.set_x(8, 0x2000);
+    run(&mut h, 2);
+    assert_eq!(peek64(&h, RAM + 0x5008), 0xabc);
+    assert_eq!(peek64(&h, RAM + 0x4000), 0xabc);
+    assert_eq!(peek64(&h, PT + 0x2000 + 16) & 0xc0, 0xc0);
+}
+
+#[test]
+fn test_sv39_load_from_unmapped_page_raises_load_page_fault() {
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0)], |h| sv39_tables(h, 0b0100_1010));
+    h.set_x(6, 0x7000);
+    run(&mut h, 1);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.mcause, st.csr.mtval, st.csr.mepc),
+        (13, 0x7000, 0x1000)
+    );
+}
+
+#[test]
+fn test_sv39_fetch_from_user_page_in_s_mode_faults() {
+    let mut h = paged(8, 0x1000, &[addi(1, 0, 1)], |h| sv39_tables(h, 0b0101_1010));
+    run(&mut h, 1);
+    assert_eq!((h.state().csr.mcause, h.state().csr.mtval), (12, 0x1000));
+}
+
+#[test]
+fn test_sv39_non_canonical_address_faults() {
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0)], |h| sv39_tables(h, 0b0100_1010));
+    h.set_x(6, 0x40_0000_0000);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 13);
+}
+
+#[test]
+fn test_sv39_store_to_read_only_page_raises_store_page_fault() {
+    let mut h = paged(8, 0x1000, &[sd(6, 7, 0)], |h| sv39_tables(h, 0b0100_1010));
+    h.set_x(6, 0x1000);
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 15);
+}
+
+#[test]
+fn test_sv48_four_level_walk_and_terapage_level_fault() {
+    let mut h = paged(9, 0x1000, &[ld(5, 6, 0), ld(7, 8, 0)], |h| {
+        put(h, PT, pte(PT + 0x1000, 0));
+        put(h, PT + 0x1000, pte(PT + 0x2000, 0));
+        put(h, PT + 0x1000 + 2 * 8, pte(RAM, RWX_U_A_D & !0x10)); // VA 0x8000_0000 gigapage
+        put(h, PT + 0x2000, pte(PT + 0x3000, 0));
+        put(h, PT + 0x3000 + 8, pte(RAM + 0x3000, 0b0100_1010));
+        put(h, PT + 0x3000 + 16, pte(RAM + 0x6000, 0b0100_0010));
+    });
+    put(&mut h, RAM + 0x6000, 31);
+    h.set_x(6, 0x2000);
+    h.set_x(8, 0x8000_0000_0000); // level-3 index 256: invalid
+    run(&mut h, 2);
+    assert_eq!(h.x(5), 31);
+    assert_eq!(
+        (h.state().csr.mcause, h.state().csr.mtval),
+        (13, 0xffff_8000_0000_0000 & 0x8000_0000_0000)
+    );
+}
+
+#[test]
+fn test_sum_allows_supervisor_loads_from_user_pages() {
+    let mut h = paged(
+        8,
+        0x1000,
+        &[
+            csrrs(0, 0x100, 9),
+            ld(5, 6, 0),
+            csrrc(0, 0x100, 9),
+            ld(7, 6, 0),
+        ],
+        |h| {
+            sv39_tables(h, 0b0100_1010);
+            put(h, PT + 0x2000 + 3 * 8, pte(RAM + 0x6000, 0b0101_0010)); // U R A
+        },
+    );
+    put(&mut h, RAM + 0x6000, 44);
+    h.set_x(6, 0x3000);
+    h.set_x(9, 1 << 18);
+    run(&mut h, 4);
+    assert_eq!(h.x(5), 44);
+    assert_eq!((h.state().csr.mcause, h.state().csr.mepc), (13, 0x100c));
+}
+
+#[test]
+fn test_misaligned_load_across_pages_with_paging() {
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0)], |h| sv39_tables(h, 0b0100_1010));
+    // VA 0x1ffc..0x2004: code page end (RAM+0x3ffc) and the RW page (RAM+0x4000).
+    put(&mut h, RAM + 0x3ff8, 0x4444_3333_0000_0000);
+    put(&mut h, RAM + 0x4000, 0x6666_5555);
+    h.set_x(6, 0x1ffc);
+    run(&mut h, 1);
+    assert_eq!(h.x(5), 0x6666_5555_4444_3333);
+}
+
+// ---- state ----
+
+#[test]
+fn test_state_round_trips_through_restore() {
+    let mut h = drop_to(&[addi(1, 0, 1)], 1);
+    let st = h.state();
+    let mut other = hart(&[]);
+    let ram = h.memory().as_bytes().to_vec();
+    other
+        .memory_mut()
+        .write_bytes(RAM, &ram)
+        .expect("same size");
+    other.restore(st.clone()).expect("valid state");
+    assert_eq!(other.state(), st);
+    run(&mut h, 1);
+    run(&mut other, 1);
+    assert_eq!(other.state(), h.state());
+}
+
+#[test]
+fn test_restore_rejects_reserved_privilege() {
+    let mut h = hart(&[]);
+    let mut st = h.state();
+    st.privilege = 2;
+    assert_eq!(h.restore(st), Err(StateError::Privilege(2)));
+}
+
+#[test]
+fn test_restore_rejects_unsupported_satp_mode() {
+    let mut h = hart(&[]);
+    let mut st = h.state();
+    st.csr.satp = 10 << 60;
+    assert!(matches!(h.restore(st), Err(StateError::Satp(_))));
+}
+
+#[test]
+fn test_sfence_vma_makes_a_changed_pte_visible() {
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), SFENCE_VMA, ld(7, 6, 0)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    put(&mut h, RAM + 0x4000, 1);
+    put(&mut h, RAM + 0x6000, 2);
+    h.set_x(6, 0x2000);
+    run(&mut h, 1);
+    put(&mut h, PT + 0x2000 + 2 * 8, pte(RAM + 0x6000, 0b0100_0010));
+    run(&mut h, 2);
+    assert_eq!((h.x(5), h.x(7)), (1, 2));
+}
+
+#[test]
+fn test_delegated_software_interrupt_goes_to_s_mode() {
+    // M: mideleg = SSIP, mie = SSIE, stvec, sstatus.SIE, then drop to S; S sets sip.SSIP.
+    let mut h = hart(&[
+        csrrw(0, 0x303, 1),
+        csrrw(0, 0x304, 1),
+        csrrw(0, 0x105, 3),
+        csrrw(0, 0x341, 4),
+        csrrw(0, 0x300, 5),
+        MRET,
+    ]);
+    poke(&mut h, RAM + 0x100, &[csrrs(0, 0x144, 1), addi(9, 0, 1)]);
+    poke(&mut h, RAM + 0x400, &[jal(0, 0)]);
+    h.set_x(1, 1 << 1);
+    h.set_x(3, RAM + 0x400);
+    h.set_x(4, RAM + 0x100);
+    h.set_x(5, (1 << 11) | (1 << 1));
+    run(&mut h, 8);
+    let st = h.state();
+    assert_eq!(
+        (st.csr.scause, st.csr.sepc, h.x(9)),
+        ((1 << 63) | 1, RAM + 0x104, 0)
+    );
+    assert_eq!(h.privilege(), Privilege::Supervisor);
+}
+
+#[test]
+fn test_tsr_makes_sret_illegal_and_tw_makes_wfi_illegal_in_s() {
+    let mut h = drop_to(&[SRET], 1);
+    let mut st = h.state();
+    st.csr.mstatus |= 1 << 22;
+    h.restore(st).expect("valid");
+    run(&mut h, 1);
+    assert_eq!(h.state().csr.mcause, 2);
+    let mut h = drop_to(&[WFI], 1);
+    let mut st = h.state();
+    st.csr.mstatus |= 1 << 21;
+    h.restore(st).expect("valid");
+    run(&mut h, 1);
+    assert_eq!((h.state().csr.mcause, h.state().csr.mepc), (2, RAM + 0x100));
+}
