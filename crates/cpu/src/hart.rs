@@ -78,6 +78,10 @@ pub struct Hart {
     pub(crate) prv: u8,
     pub(crate) csr: CsrFile,
     pub(crate) icount: u64,
+    /// Instructions retired in U-mode before the current stay there (statistics only).
+    user_icount: u64,
+    /// `icount` when the hart last entered U-mode.
+    user_since: u64,
     pub(crate) reservation: Option<u64>,
     pub(crate) wfi: bool,
     pub(crate) mem: Memory,
@@ -198,6 +202,8 @@ impl Hart {
             prv: PRV_M,
             csr: CsrFile::default(),
             icount: 0,
+            user_icount: 0,
+            user_since: 0,
             reservation: None,
             wfi: false,
             mem: memory,
@@ -218,6 +224,17 @@ impl Hart {
     /// Retired instructions since reset.
     pub fn icount(&self) -> u64 {
         self.icount
+    }
+
+    /// Instructions retired in U-mode so far (statistics for benchmarks; not
+    /// part of the architectural state).
+    pub fn user_icount(&self) -> u64 {
+        let current = if self.prv == PRV_U {
+            self.icount - self.user_since
+        } else {
+            0
+        };
+        self.user_icount + current
     }
 
     /// Sets the value of the `time` CSR, also the Sstc comparison value.
@@ -300,6 +317,7 @@ impl Hart {
         self.fp.frm = state.frm;
         self.prv = state.privilege;
         self.icount = state.icount;
+        self.user_since = state.icount;
         self.reservation = state.reservation;
         self.wfi = state.wfi;
         self.csr = state.csr;
@@ -404,6 +422,11 @@ impl Hart {
 
     fn set_prv(&mut self, prv: u8) {
         if prv != self.prv {
+            if self.prv == PRV_U {
+                self.user_icount += self.icount - self.user_since;
+            } else if prv == PRV_U {
+                self.user_since = self.icount;
+            }
             self.prv = prv;
             self.fetch_tag = INVALID_TAG;
         }

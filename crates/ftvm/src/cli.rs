@@ -70,6 +70,11 @@ struct RunArgs {
     /// Where the console goes: `stdio` (default; Ctrl-A x quits) or `file=PATH`.
     #[arg(long, default_value = "stdio", value_parser = parse_serial)]
     serial: SerialTarget,
+    /// At exit, print statistics to stderr: `icount_total=N` (retired
+    /// instructions), `icount_user=N` (those retired in U-mode), host seconds
+    /// and MIPS.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// The default kernel command line for the Debian guest.
@@ -199,6 +204,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut console = Console::open(&args.serial)?;
     let mut env = LiveEnvironment::new(console.input());
     let mut machine = Machine::new(config, &mut env)?;
+    let started = std::time::Instant::now();
     let outcome = loop {
         let step = machine.step(&mut env);
         let out = machine.take_console_output();
@@ -211,6 +217,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     console.restore();
+    if args.stats {
+        let secs = started.elapsed().as_secs_f64();
+        let total = machine.icount();
+        eprintln!("icount_total={total}");
+        eprintln!("icount_user={}", machine.hart().user_icount());
+        eprintln!("host_seconds={secs:.3}");
+        eprintln!("mips={:.1}", total as f64 / secs / 1e6);
+    }
     match outcome? {
         Step::PowerOff(status) => Ok(ExitCode::from(status.min(255) as u8)),
         Step::Stuck => anyhow::bail!(
