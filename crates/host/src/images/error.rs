@@ -134,6 +134,25 @@ pub enum ImagesError {
         cycle: String,
     },
 
+    /// A program or library for the initramfs is not a RISC-V ELF64 file it can read.
+    #[error("cannot read executable {file}: {reason}")]
+    BadExecutable {
+        /// The file, as named inside its package.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The cache holds images built by an older ftvm, with an older initramfs layout.
+    #[error(
+        "guest images in {} were built by an older ftvm: run `ftvm images fetch`",
+        dir.display()
+    )]
+    Outdated {
+        /// The cache directory.
+        dir: PathBuf,
+    },
+
     /// The manifest in the cache directory cannot be parsed.
     #[error("malformed manifest {}: {reason}", path.display())]
     BadManifest {

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::download::sha256_file;
+use super::elf::tests::synthetic_executable;
 use super::index::PackageEntry;
 use super::manifest::{Manifest, PackageRecord};
 use super::modinfo::tests::synthetic_module;
 use super::*;
 
 const RELEASE: &str = "6.12.9+deb13-riscv64";
+const LOADER: &str = "/lib/ld-linux-riscv64-lp64d.so.1";
 
 struct TempDir(PathBuf);
 
@@ -86,7 +88,7 @@ fn module(name: &str, depends: &str) -> Vec<u8> {
     ))
 }
 
-/// A cache directory holding a manifest and the three packages, but no boot files.
+/// A cache directory holding a manifest and the five packages, but no boot files.
 fn seeded_cache(tmp: &Path) -> PathBuf {
     let cache = tmp.join("cache");
     let debs = cache.join(DEBS_DIR);
@@ -146,7 +148,41 @@ fn seeded_cache(tmp: &Path) -> PathBuf {
             &debs,
             "busybox",
             "busybox-static",
-            &[("usr/bin/busybox", b"\x7fELF bb".to_vec())],
+            &[("usr/bin/busybox", b"\x7fELF bb\0ash\0awk\0bc\0".to_vec())],
+        ),
+        make_deb(
+            tmp,
+            &debs,
+            "awk",
+            "mawk",
+            &[(
+                "usr/bin/mawk",
+                synthetic_executable(Some(LOADER), &["libm.so.6", "libc.so.6"]),
+            )],
+        ),
+        make_deb(
+            tmp,
+            &debs,
+            "libc",
+            "libc6",
+            &[
+                (
+                    "usr/lib/ld-linux-riscv64-lp64d.so.1",
+                    synthetic_executable(None, &[]),
+                ),
+                (
+                    "usr/lib/riscv64-linux-gnu/libc.so.6",
+                    synthetic_executable(None, &["ld-linux-riscv64-lp64d.so.1"]),
+                ),
+                (
+                    "usr/lib/riscv64-linux-gnu/libm.so.6",
+                    synthetic_executable(None, &["libc.so.6"]),
+                ),
+                (
+                    "usr/lib/riscv64-linux-gnu/libanl.so.1",
+                    synthetic_executable(None, &["libc.so.6"]),
+                ),
+            ],
         ),
     ];
     let manifest = Manifest {
@@ -200,18 +236,46 @@ fn test_fetch_builds_boot_files_from_cached_packages() {
     let initrd = cpio_files(&gunzip(
         &std::fs::read(&images.initrd).expect("read initrd"),
     ));
-    let load_order = initrd
+    let text_of = |path: &str| {
+        initrd
+            .iter()
+            .find(|(name, _)| name == path)
+            .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
+    };
+    let libs: Vec<_> = initrd
         .iter()
-        .find(|(name, _)| name == "lib/modules/load-order");
+        .map(|(name, _)| name.as_str())
+        .filter(|n| n.contains(".so"))
+        .collect();
     let manifest = std::fs::read_to_string(cache.join(MANIFEST_FILE)).expect("manifest");
     assert_eq!(images.kernel_version, RELEASE);
     assert_eq!(std::fs::read(&images.firmware).expect("firmware"), b"SBI");
     assert_eq!(std::fs::read(&images.kernel).expect("kernel"), b"MZ kernel");
     assert_eq!(
-        load_order
-            .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
-            .as_deref(),
-        Some("failover\nnet_failover\nvirtio_net\nvirtio-rng\njbd2\next4\n")
+        text_of("lib/modules/load-order").as_deref(),
+        Some("failover\nnet_failover\nvirtio_net\nvirtio-rng\n")
+    );
+    assert_eq!(
+        text_of("lib/modules/ext4-order").as_deref(),
+        Some("jbd2\next4\n")
+    );
+    assert_eq!(
+        libs,
+        [
+            "lib/ld-linux-riscv64-lp64d.so.1",
+            "usr/lib/riscv64-linux-gnu/libc.so.6",
+            "usr/lib/riscv64-linux-gnu/libm.so.6",
+        ]
+    );
+    assert_eq!(
+        text_of("bin/busybox").as_deref(),
+        Some("\x7fELF bb\0ash\0aw_\0bc\0")
+    );
+    assert!(manifest.contains("\nformat 2\n"), "{manifest}");
+    assert!(manifest.contains("\npackage awk mawk 1.0-1 "), "{manifest}");
+    assert!(
+        manifest.contains("\npackage libc libc6 1.0-1 "),
+        "{manifest}"
     );
     assert!(
         manifest.contains("\nnote crc16: built into the kernel\n"),
@@ -270,4 +334,46 @@ fn test_fetch_with_complete_cache_writes_nothing() {
         ],
         before
     );
+}
+
+#[test]
+fn test_fetch_rebuilds_cache_of_older_format_and_locate_refuses_it() {
+    let tmp = TempDir::new("fetch-outdated");
+    let cache = seeded_cache(&tmp.0);
+    let first = fetch(&cache, &FetchOptions::default()).expect("first fetch");
+    let first_bytes = std::fs::read(&first.initrd).expect("read initrd");
+    // What an older ftvm left: its own initrd, recorded in a manifest of its format.
+    let old_initrd = b"an initrd of an older ftvm";
+    std::fs::write(&first.initrd, old_initrd).expect("write initrd");
+    let manifest_path = cache.join(MANIFEST_FILE);
+    let mut old = Manifest::parse(
+        &std::fs::read_to_string(&manifest_path).expect("read manifest"),
+        &manifest_path,
+    )
+    .expect("manifest");
+    for file in old.files.iter_mut().filter(|f| f.name == INITRD_FILE) {
+        file.size = old_initrd.len() as u64;
+        file.sha256 = sha256_file(&first.initrd).expect("hash");
+    }
+    let old_text = old.to_text().replace("\nformat 2\n", "\nformat 1\n");
+    std::fs::write(&manifest_path, old_text).expect("write manifest");
+
+    let located = locate(&cache).map_err(|e| e.to_string());
+    let second = fetch(&cache, &FetchOptions::default());
+
+    assert_eq!(
+        located,
+        Err(format!(
+            "guest images in {} were built by an older ftvm: run `ftvm images fetch`",
+            cache.display()
+        ))
+    );
+    // A real old manifest lists three packages, so the rebuild asks the archive; this one
+    // lists all five, so it is rebuilt from the cache without the network.
+    let second = second.expect("rebuild");
+    assert_eq!(
+        std::fs::read(&second.initrd).expect("read initrd"),
+        first_bytes
+    );
+    assert!(locate(&cache).is_ok());
 }

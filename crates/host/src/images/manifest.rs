@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # comment
-//! format 1
+//! format 2
 //! mirror <url>
 //! suite <suite>
 //! kernel-version <release>
@@ -18,12 +18,17 @@ use std::path::Path;
 use super::index::PackageEntry;
 use super::ImagesError;
 
-const FORMAT: &str = "1";
+/// The format this ftvm writes. It changes with the manifest's syntax and also with
+/// what the images contain, so that `fetch` rebuilds a cache an older ftvm made.
+const FORMAT: &str = "2";
+/// Formats of older ftvms: still read (to tell the user to fetch again), never reused.
+/// 1: no mawk and libc6 packages, all modules loaded at boot.
+const OLD_FORMATS: &[&str] = &["1"];
 
 /// A package the images were built from, with what it provides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageRecord {
-    /// What the package provides: `firmware`, `kernel` or `busybox`.
+    /// What the package provides: `firmware`, `kernel`, `busybox`, `awk` or `libc`.
     pub role: String,
     /// The index entry it was downloaded by.
     pub entry: PackageEntry,
@@ -49,12 +54,15 @@ pub struct Manifest {
     pub suite: String,
     /// The kernel release (`uname -r`).
     pub kernel_version: String,
-    /// The packages, in the order firmware, kernel, busybox.
+    /// The packages, in the order firmware, kernel, busybox, awk, libc.
     pub packages: Vec<PackageRecord>,
     /// The files built from them.
     pub files: Vec<FileRecord>,
     /// Remarks, such as modules left out because the kernel has them built in.
     pub notes: Vec<String>,
+    /// Whether it was written by an older ftvm (an older `format`): its images lack
+    /// what this one puts in them, and `fetch` builds them again.
+    pub outdated: bool,
 }
 
 impl Manifest {
@@ -128,6 +136,7 @@ impl Manifest {
         }
         match format.as_deref() {
             Some(FORMAT) => {}
+            Some(old) if OLD_FORMATS.contains(&old) => manifest.outdated = true,
             Some(other) => return Err(bad(format!("unknown format {other}"))),
             None => return Err(bad("no format line".into())),
         }
@@ -169,6 +178,7 @@ mod tests {
                 sha256: "cd".repeat(32),
             }],
             notes: vec!["crc16: built into the kernel".into()],
+            outdated: false,
         }
     }
 
@@ -196,6 +206,21 @@ mod tests {
                 format!("file initrd.img 3 {}", "cd".repeat(32)),
                 "note crc16: built into the kernel".to_string(),
             ]
+        );
+    }
+
+    #[test]
+    fn test_manifest_of_older_format_is_read_as_outdated() {
+        let text = sample().to_text().replace("\nformat 2\n", "\nformat 1\n");
+
+        let parsed = Manifest::parse(&text, Path::new("manifest.txt")).expect("old format");
+
+        assert_eq!(
+            parsed,
+            Manifest {
+                outdated: true,
+                ..sample()
+            }
         );
     }
 

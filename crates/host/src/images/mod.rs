@@ -9,7 +9,8 @@
 //! ```text
 //! fw_dynamic.bin   OpenSBI, generic platform, dynamic-info firmware (opensbi package)
 //! vmlinux          the kernel: a flat RISC-V Image, loaded as is (linux-image-6.12.*)
-//! initrd.img       the initramfs: gzip'd cpio "newc" with busybox, modules and /init
+//! initrd.img       the initramfs: gzip'd cpio "newc" with busybox, mawk and the
+//!                  glibc libraries it needs, kernel modules, /init and /bin/load-ext4
 //! manifest.txt     mirror, packages (version, SHA-256), kernel release, file checksums
 //! debs/            the downloaded .deb files, kept so a rebuild needs no network
 //! ```
@@ -41,6 +42,7 @@ pub mod initramfs;
 
 mod apt;
 mod download;
+mod elf;
 mod index;
 mod manifest;
 mod modinfo;
@@ -66,6 +68,12 @@ const KERNEL_SERIES: KernelSeries<'static> = KernelSeries {
 };
 const FIRMWARE_PACKAGE: &str = "opensbi";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// A real awk: busybox's has no math functions in Debian's build.
+const AWK_PACKAGE: &str = "mawk";
+/// The C library that mawk is linked against.
+const LIBC_PACKAGE: &str = "libc6";
+/// The roles of the packages a fetch uses, in the manifest's order.
+const ROLES: &[&str] = &["firmware", "kernel", "busybox", "awk", "libc"];
 const FIRMWARE_IN_PACKAGE: &str = "usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 
 /// The firmware's file name in the cache directory.
@@ -145,6 +153,11 @@ pub fn locate(cache_dir: &Path) -> Result<GuestImages, ImagesError> {
         dir: cache_dir.to_path_buf(),
     };
     let manifest = read_manifest(cache_dir)?.ok_or_else(not_found)?;
+    if manifest.outdated {
+        return Err(ImagesError::Outdated {
+            dir: cache_dir.to_path_buf(),
+        });
+    }
     let images = GuestImages::in_dir(cache_dir, manifest.kernel_version);
     if [&images.firmware, &images.kernel, &images.initrd]
         .iter()
@@ -171,9 +184,11 @@ pub fn fetch(cache_dir: &Path, opts: &FetchOptions) -> Result<GuestImages, Image
     let debs_dir = cache_dir.join(DEBS_DIR);
     std::fs::create_dir_all(&debs_dir).map_err(ImagesError::io("create directory", &debs_dir))?;
 
+    // An outdated manifest's images are never taken as up to date; they are rebuilt from
+    // its packages if it lists every role this ftvm needs, else from the archive's.
     let previous = read_manifest(cache_dir).ok().flatten();
     if let (Some(manifest), false) = (&previous, opts.refresh) {
-        if outputs_match(cache_dir, manifest)? {
+        if !manifest.outdated && outputs_match(cache_dir, manifest)? {
             say(&format!(
                 "guest images in {} are up to date (kernel {})",
                 cache_dir.display(),
@@ -191,7 +206,7 @@ pub fn fetch(cache_dir: &Path, opts: &FetchOptions) -> Result<GuestImages, Image
     let reusable = previous
         .clone()
         .filter(|_| !opts.refresh)
-        .filter(|m| m.packages.len() == 3)
+        .filter(|m| has_all_roles(&m.packages))
         .map(|m| -> Result<_, ImagesError> {
             for p in &m.packages {
                 if !deb_is_cached(&debs_dir, &p.entry)? {
@@ -215,7 +230,8 @@ pub fn fetch(cache_dir: &Path, opts: &FetchOptions) -> Result<GuestImages, Image
             say(&format!("Debian mirror: {mirror}"));
             let packages = choose_packages(&mirror, opts.progress)?;
             if let Some(manifest) = &previous {
-                if same_packages(&manifest.packages, &packages)
+                if !manifest.outdated
+                    && same_packages(&manifest.packages, &packages)
                     && outputs_match(cache_dir, manifest)?
                 {
                     say(&format!(
@@ -254,6 +270,7 @@ pub fn fetch(cache_dir: &Path, opts: &FetchOptions) -> Result<GuestImages, Image
         packages,
         files: built.files,
         notes: built.notes,
+        outdated: false,
     };
     let manifest_path = cache_dir.join(MANIFEST_FILE);
     write_atomically(&manifest_path, manifest.to_text().as_bytes())?;
@@ -289,6 +306,14 @@ fn outputs_match(cache_dir: &Path, manifest: &Manifest) -> Result<bool, ImagesEr
     Ok(true)
 }
 
+/// Whether `packages` are one of each role in [`ROLES`], in that order.
+fn has_all_roles(packages: &[PackageRecord]) -> bool {
+    packages
+        .iter()
+        .map(|p| p.role.as_str())
+        .eq(ROLES.iter().copied())
+}
+
 /// Whether two package lists name the same files (role, name, version and checksum).
 fn same_packages(a: &[PackageRecord], b: &[PackageRecord]) -> bool {
     let key = |p: &PackageRecord| {
@@ -308,7 +333,8 @@ fn deb_is_cached(debs_dir: &Path, entry: &PackageEntry) -> Result<bool, ImagesEr
     Ok(size == Some(entry.size) && sha256_file(&path)? == entry.sha256)
 }
 
-/// Reads the archive's index and picks the firmware, kernel and busybox packages.
+/// Reads the archive's index and picks the firmware, kernel, busybox, mawk and libc6
+/// packages.
 fn choose_packages(mirror: &str, progress: bool) -> Result<Vec<PackageRecord>, ImagesError> {
     let riscv64 = read_index(mirror, "riscv64", progress)?;
     let kernel = index::newest_kernel(&riscv64.1, KERNEL_SERIES).ok_or_else(|| {
@@ -317,11 +343,17 @@ fn choose_packages(mirror: &str, progress: bool) -> Result<Vec<PackageRecord>, I
             index: riscv64.0.clone(),
         }
     })?;
-    let busybox =
-        index::newest(&riscv64.1, BUSYBOX_PACKAGE).ok_or_else(|| ImagesError::PackageNotFound {
-            package: BUSYBOX_PACKAGE.into(),
-            index: riscv64.0.clone(),
-        })?;
+    let riscv64_package = |name: &str| {
+        index::newest(&riscv64.1, name)
+            .cloned()
+            .ok_or_else(|| ImagesError::PackageNotFound {
+                package: name.into(),
+                index: riscv64.0.clone(),
+            })
+    };
+    let busybox = riscv64_package(BUSYBOX_PACKAGE)?;
+    let awk = riscv64_package(AWK_PACKAGE)?;
+    let libc = riscv64_package(LIBC_PACKAGE)?;
     // Architecture-independent packages are listed in each architecture's index too;
     // the binary-all index is the fallback for a mirror that lists them only there.
     let firmware = match index::newest(&riscv64.1, FIRMWARE_PACKAGE) {
@@ -347,7 +379,15 @@ fn choose_packages(mirror: &str, progress: bool) -> Result<Vec<PackageRecord>, I
         },
         PackageRecord {
             role: "busybox".into(),
-            entry: busybox.clone(),
+            entry: busybox,
+        },
+        PackageRecord {
+            role: "awk".into(),
+            entry: awk,
+        },
+        PackageRecord {
+            role: "libc".into(),
+            entry: libc,
         },
     ])
 }
@@ -459,16 +499,37 @@ fn build(
         &["usr/bin/busybox", "bin/busybox"],
     )?;
 
-    let module_set = initramfs::collect_modules(&modules_dir, initramfs::MODULES)?;
+    let (_, awk_root) = root_of("awk")?;
+    let (_, libc_root) = root_of("libc")?;
+    let userland = initramfs::collect_awk(awk_root, libc_root)?;
+
+    let boot = initramfs::collect_modules(&modules_dir, initramfs::BOOT_MODULES)?;
+    let mut ext4 = initramfs::collect_modules(&modules_dir, initramfs::EXT4_MODULES)?;
+    // A dependency shared with the boot modules is loaded at boot already.
+    ext4.modules
+        .retain(|m| !boot.modules.iter().any(|b| b.stem == m.stem));
     if progress {
-        let names: Vec<_> = module_set.modules.iter().map(|m| m.stem.as_str()).collect();
-        stderr_line!(
-            "building the initramfs; modules in load order: {}",
+        let names = |set: &initramfs::ModuleSet| {
+            let names: Vec<_> = set.modules.iter().map(|m| m.stem.as_str()).collect();
             names.join(" ")
+        };
+        stderr_line!(
+            "building the initramfs; modules loaded at boot: {}; by load-ext4: {}",
+            names(&boot),
+            names(&ext4)
         );
+        let files: Vec<_> = userland.files.iter().map(|f| f.path.as_str()).collect();
+        stderr_line!("  awk: {}", files.join(" "));
     }
-    let cpio = initramfs::build_archive(busybox, &module_set.modules).to_bytes();
-    let mut notes = module_set.notes;
+    let mut notes = boot.notes;
+    notes.extend(ext4.notes);
+    let contents = initramfs::Contents {
+        busybox: initramfs::without_awk_applet(busybox)?,
+        boot_modules: boot.modules,
+        ext4_modules: ext4.modules,
+        userland,
+    };
+    let cpio = initramfs::build_archive(&contents).to_bytes();
     let initrd = if initramfs::kernel_takes_gzip(&config) {
         initramfs::gzip(&cpio).map_err(ImagesError::io("compress", INITRD_FILE))?
     } else {
