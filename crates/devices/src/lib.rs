@@ -20,6 +20,7 @@ pub mod plic;
 pub mod sifive_test;
 pub mod state;
 pub mod uart;
+pub mod virtio;
 
 pub use clint::{Clint, ClintState};
 pub use goldfish_rtc::{GoldfishRtc, GoldfishRtcState};
@@ -27,6 +28,10 @@ pub use plic::{Plic, PlicState};
 pub use sifive_test::{PowerRequest, SifiveTest, SifiveTestState};
 pub use state::{Persist, StateError};
 pub use uart::{Uart16550, Uart16550State};
+pub use virtio::{
+    BackendCompletion, BackendRequest, Block, BlockOp, GuestMemory, GuestMemoryError, Net, Rng,
+    VirtioDevice, VirtioDeviceState, VirtioMmio, VirtioMmioState,
+};
 
 /// A device the hart reaches through memory-mapped I/O.
 pub trait MmioDevice {
