@@ -1,9 +1,10 @@
 //! Argument parsing and the subcommands.
 
 use crate::console::{Console, SerialTarget};
-use crate::live::LiveEnvironment;
-use clap::{Parser, Subcommand};
-use ftvm_machine::{Machine, MachineConfig, Step};
+use crate::live::{event_channel, EventSender, LiveBackend, LiveEnvironment};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ftvm_host::backends::{Disk, Entropy, Tap};
+use ftvm_machine::{Machine, MachineConfig, Step, VirtioConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -61,6 +62,132 @@ pub struct VmArgs {
     /// RAM size, e.g. 512M or 1G.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory: u64,
+    /// A virtio disk: `path=FILE[,readonly=on]` or `nbd=nbd://HOST:PORT/EXPORT[,readonly=on]`.
+    /// May be given several times.
+    #[arg(long, value_parser = parse_disk)]
+    disk: Vec<DiskSpec>,
+    /// A virtio network card on a TAP device: `tap=NAME[,mac=MAC]`. May be given several times.
+    #[arg(long, value_parser = parse_net)]
+    net: Vec<NetSpec>,
+    /// A virtio entropy source fed from the host's.
+    #[arg(long)]
+    rng: bool,
+    /// Device order as given on the command line (filled in after parsing).
+    #[arg(skip)]
+    order: Vec<DeviceRef>,
+}
+
+/// Where a disk's data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskSource {
+    /// A raw image file.
+    File(PathBuf),
+    /// An NBD export.
+    Nbd(String),
+}
+
+/// A `--disk` flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    source: DiskSource,
+    read_only: bool,
+}
+
+/// A `--net` flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSpec {
+    tap: String,
+    mac: Option<[u8; 6]>,
+}
+
+/// One virtio device, by kind and index among the flags of its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceRef {
+    Disk(usize),
+    Net(usize),
+    Rng,
+}
+
+fn parse_options(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    s.split(',')
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("`{kv}` in `{s}` is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn parse_on_off(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("`{key}={value}`: use on or off")),
+    }
+}
+
+fn parse_disk(s: &str) -> Result<DiskSpec, String> {
+    let mut source = None;
+    let mut read_only = false;
+    for (key, value) in parse_options(s)? {
+        match key {
+            "path" if !value.is_empty() => source = Some(DiskSource::File(PathBuf::from(value))),
+            "nbd" if value.starts_with("nbd://") => {
+                source = Some(DiskSource::Nbd(value.to_string()))
+            }
+            "nbd" => {
+                return Err(format!(
+                    "`nbd={value}`: the URL must look like nbd://HOST:PORT/EXPORT"
+                ))
+            }
+            "readonly" => read_only = parse_on_off(key, value)?,
+            _ => {
+                return Err(format!(
+                    "unknown disk option `{key}={value}` (use path=, nbd= or readonly=)"
+                ))
+            }
+        }
+    }
+    let source = source.ok_or_else(|| format!("`{s}` names no disk: give path=FILE or nbd=URL"))?;
+    Ok(DiskSpec { source, read_only })
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || format!("`{s}` is not a MAC address (like 52:54:00:12:34:56)");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "`{s}` is a multicast address: a card needs a unicast MAC"
+        ));
+    }
+    Ok(mac)
+}
+
+fn parse_net(s: &str) -> Result<NetSpec, String> {
+    let mut tap = None;
+    let mut mac = None;
+    for (key, value) in parse_options(s)? {
+        match key {
+            "tap" if !value.is_empty() => tap = Some(value.to_string()),
+            "mac" => mac = Some(parse_mac(value)?),
+            _ => {
+                return Err(format!(
+                    "unknown net option `{key}={value}` (use tap= or mac=)"
+                ))
+            }
+        }
+    }
+    let tap = tap.ok_or_else(|| format!("`{s}` names no TAP device: give tap=NAME"))?;
+    Ok(NetSpec { tap, mac })
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +253,66 @@ fn read_image(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 impl VmArgs {
+    /// Records the command-line order of the device flags, which is the order
+    /// of the virtio slots.
+    fn set_order(&mut self, matches: &ArgMatches) {
+        let mut order: Vec<(usize, DeviceRef)> = Vec::new();
+        if let Some(idx) = matches.indices_of("disk") {
+            order.extend(idx.enumerate().map(|(i, at)| (at, DeviceRef::Disk(i))));
+        }
+        if let Some(idx) = matches.indices_of("net") {
+            order.extend(idx.enumerate().map(|(i, at)| (at, DeviceRef::Net(i))));
+        }
+        if let Some(at) = matches.index_of("rng").filter(|_| self.rng) {
+            order.push((at, DeviceRef::Rng));
+        }
+        order.sort_by_key(|(at, _)| *at);
+        self.order = order.into_iter().map(|(_, d)| d).collect();
+    }
+
+    /// Opens the host backends of the virtio devices, in slot order, and
+    /// describes the devices for the machine.
+    pub fn open_devices(
+        &self,
+        events: &EventSender,
+    ) -> anyhow::Result<(Vec<VirtioConfig>, Vec<LiveBackend>)> {
+        let mut configs = Vec::new();
+        let mut backends = Vec::new();
+        for (slot, device) in self.order.iter().enumerate() {
+            match *device {
+                DeviceRef::Disk(i) => {
+                    let spec = &self.disk[i];
+                    let disk = match &spec.source {
+                        DiskSource::File(path) => {
+                            Disk::open_file(path, spec.read_only, events.disk(slot))?
+                        }
+                        DiskSource::Nbd(url) => Disk::open_nbd(url, events.disk(slot))?,
+                    };
+                    configs.push(VirtioConfig::Block {
+                        capacity_sectors: disk.size() / 512,
+                        read_only: spec.read_only || disk.read_only(),
+                        serial: format!("ftvm-disk{i}"),
+                    });
+                    backends.push(LiveBackend::Disk(disk));
+                }
+                DeviceRef::Net(i) => {
+                    let spec = &self.net[i];
+                    let tap = Tap::open(&spec.tap, events.net(slot))?;
+                    let mac = spec
+                        .mac
+                        .unwrap_or([0x52, 0x54, 0x00, 0x12, 0x34, 0x56 + i as u8]);
+                    configs.push(VirtioConfig::Net { mac });
+                    backends.push(LiveBackend::Tap(tap));
+                }
+                DeviceRef::Rng => {
+                    configs.push(VirtioConfig::Rng);
+                    backends.push(LiveBackend::Entropy(Entropy::open(events.entropy(slot))?));
+                }
+            }
+        }
+        Ok((configs, backends))
+    }
+
     /// Builds the machine configuration, filling in the fetched default guest
     /// for whatever was not given.
     pub fn config(&self) -> anyhow::Result<MachineConfig> {
@@ -163,13 +350,18 @@ impl VmArgs {
                 .cmdline
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+            virtio: Vec::new(),
         })
     }
 }
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Run(args), Some(("run", sub))) = (&mut cli.command, matches.subcommand()) {
+        args.vm.set_order(sub);
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Images { command } => images(command),
@@ -200,9 +392,12 @@ fn images(command: ImagesCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.vm.config()?;
-    let mut console = Console::open(&args.serial)?;
-    let mut env = LiveEnvironment::new(console.input());
+    let mut config = args.vm.config()?;
+    let (events, rx) = event_channel();
+    let (virtio, backends) = args.vm.open_devices(&events)?;
+    config.virtio = virtio;
+    let mut console = Console::open(&args.serial, events.sender())?;
+    let mut env = LiveEnvironment::new(rx, console.has_input(), backends);
     let mut machine = Machine::new(config, &mut env)?;
     let started = std::time::Instant::now();
     let outcome = loop {
@@ -217,6 +412,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     console.restore();
+    env.shutdown();
     if args.stats {
         let secs = started.elapsed().as_secs_f64();
         let total = machine.icount();
@@ -246,6 +442,49 @@ mod tests {
         assert_eq!(
             (parse_size("512M"), parse_size("1G"), parse_size("4096")),
             (Ok(512 << 20), Ok(1 << 30), Ok(4096))
+        );
+    }
+
+    #[test]
+    fn test_parse_disk_accepts_path_and_readonly() {
+        assert_eq!(
+            parse_disk("path=/tmp/a.img,readonly=on"),
+            Ok(DiskSpec {
+                source: DiskSource::File(PathBuf::from("/tmp/a.img")),
+                read_only: true
+            })
+        );
+    }
+
+    #[test]
+    fn test_parse_disk_names_an_unknown_option() {
+        assert_eq!(
+            parse_disk("path=/a,cache=none"),
+            Err("unknown disk option `cache=none` (use path=, nbd= or readonly=)".to_string())
+        );
+    }
+
+    #[test]
+    fn test_parse_net_rejects_a_multicast_mac() {
+        assert!(parse_net("tap=tap0,mac=01:00:5e:00:00:01").is_err_and(|e| e.contains("multicast")));
+    }
+
+    #[test]
+    fn test_device_order_follows_the_command_line() {
+        let matches = Cli::command().get_matches_from([
+            "ftvm", "run", "--net", "tap=t0", "--rng", "--disk", "path=/a",
+        ]);
+        let mut cli = Cli::from_arg_matches(&matches).expect("parses");
+        let Command::Run(args) = &mut cli.command else {
+            panic!("not run")
+        };
+        let (_, sub) = matches.subcommand().expect("subcommand");
+
+        args.vm.set_order(sub);
+
+        assert_eq!(
+            args.vm.order,
+            vec![DeviceRef::Net(0), DeviceRef::Rng, DeviceRef::Disk(0)]
         );
     }
 

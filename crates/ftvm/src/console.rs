@@ -1,10 +1,11 @@
 //! The guest's serial console on the host: the terminal in raw mode (Ctrl-A x
 //! quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU), a file, or nothing.
 
+use crate::live::HostEvent;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Sender;
 
 /// Where the console goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,31 +18,22 @@ pub enum SerialTarget {
     Null,
 }
 
-/// What the terminal sends to the machine.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConsoleInput {
-    /// Bytes typed by the user.
-    Bytes(Vec<u8>),
-    /// The user pressed Ctrl-A x.
-    Quit,
-}
-
 const CTRL_A: u8 = 0x01;
 
 /// The host end of the console.
 pub struct Console {
     out: Box<dyn Write>,
-    input: Option<Receiver<ConsoleInput>>,
+    has_input: bool,
     saved_termios: Option<libc::termios>,
 }
 
 impl Console {
-    /// Opens the console target.
-    pub fn open(target: &SerialTarget) -> anyhow::Result<Console> {
+    /// Opens the console target; typed input goes to `events`.
+    pub fn open(target: &SerialTarget, events: Sender<HostEvent>) -> anyhow::Result<Console> {
         match target {
             SerialTarget::Stdio => {
                 let saved_termios = raw_mode();
-                let (tx, rx) = channel();
+                let tx = events;
                 std::thread::Builder::new()
                     .name("console-in".into())
                     .spawn(move || {
@@ -59,7 +51,7 @@ impl Console {
                                     escape = false;
                                     match b {
                                         b'x' | b'X' => {
-                                            let _ = tx.send(ConsoleInput::Quit);
+                                            let _ = tx.send(HostEvent::Quit);
                                             return;
                                         }
                                         CTRL_A => bytes.push(CTRL_A),
@@ -71,14 +63,14 @@ impl Console {
                                     bytes.push(b);
                                 }
                             }
-                            if !bytes.is_empty() && tx.send(ConsoleInput::Bytes(bytes)).is_err() {
+                            if !bytes.is_empty() && tx.send(HostEvent::Console(bytes)).is_err() {
                                 return;
                             }
                         }
                     })?;
                 Ok(Console {
                     out: Box::new(std::io::stdout()),
-                    input: Some(rx),
+                    has_input: true,
                     saved_termios,
                 })
             }
@@ -88,21 +80,21 @@ impl Console {
                 })?;
                 Ok(Console {
                     out: Box::new(file),
-                    input: None,
+                    has_input: false,
                     saved_termios: None,
                 })
             }
             SerialTarget::Null => Ok(Console {
                 out: Box::new(std::io::sink()),
-                input: None,
+                has_input: false,
                 saved_termios: None,
             }),
         }
     }
 
-    /// The input channel (taken once).
-    pub fn input(&mut self) -> Option<Receiver<ConsoleInput>> {
-        self.input.take()
+    /// True when the console can send input (the terminal).
+    pub fn has_input(&self) -> bool {
+        self.has_input
     }
 
     /// Writes guest output.

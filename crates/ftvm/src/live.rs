@@ -1,28 +1,130 @@
 //! The live host side of the event boundary: guest time follows the host's
-//! monotonic clock, idle waits for real, input comes from the console.
+//! monotonic clock, idle waits for real, input comes from the console and
+//! completions from the host backends (disk, network, entropy), each on its
+//! own threads. Everything that reaches the machine arrives on one channel.
 
-use crate::console::ConsoleInput;
+use ftvm_devices::virtio::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
+use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
+use ftvm_host::backends::{Disk, DiskDone, DiskOp, Entropy, Tap};
 use ftvm_machine::layout::TIMEBASE_HZ;
 use ftvm_machine::Environment;
 use std::io::Read;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the host sends to the machine.
+#[derive(Debug)]
+pub enum HostEvent {
+    /// Bytes typed on the console.
+    Console(Vec<u8>),
+    /// The user pressed Ctrl-A x.
+    Quit,
+    /// A host backend finished something for the device in `slot`.
+    Completion(usize, BackendCompletion),
+}
+
+/// The host backend of one virtio slot.
+pub enum LiveBackend {
+    /// A disk (image file or NBD export).
+    Disk(Disk),
+    /// A TAP network device.
+    Tap(Tap),
+    /// The host's entropy.
+    Entropy(Entropy),
+}
+
+/// Sending end for backends' completion callbacks.
+#[derive(Clone)]
+pub struct EventSender(Sender<HostEvent>);
+
+impl EventSender {
+    /// A completion callback for a disk in `slot`.
+    pub fn disk(&self, slot: usize) -> Box<dyn Fn(DiskDone) + Send + Sync> {
+        let tx = std::sync::Mutex::new(self.0.clone());
+        Box::new(move |done: DiskDone| {
+            let (status, data) = match done.result {
+                Ok(data) => (VIRTIO_BLK_S_OK, data),
+                Err(_) => (VIRTIO_BLK_S_IOERR, Vec::new()),
+            };
+            let c = BackendCompletion::Block {
+                id: done.id,
+                status,
+                data,
+            };
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(HostEvent::Completion(slot, c));
+            }
+        })
+    }
+
+    /// A receive callback for a TAP in `slot`.
+    pub fn net(&self, slot: usize) -> Box<dyn Fn(Vec<u8>) + Send + Sync> {
+        let tx = std::sync::Mutex::new(self.0.clone());
+        Box::new(move |frame| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(HostEvent::Completion(
+                    slot,
+                    BackendCompletion::NetRx { frame },
+                ));
+            }
+        })
+    }
+
+    /// A completion callback for an entropy source in `slot`.
+    pub fn entropy(&self, slot: usize) -> Box<dyn Fn((u64, Vec<u8>)) + Send + Sync> {
+        let tx = std::sync::Mutex::new(self.0.clone());
+        Box::new(move |(id, data)| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(HostEvent::Completion(
+                    slot,
+                    BackendCompletion::Entropy { id, data },
+                ));
+            }
+        })
+    }
+
+    /// The raw sender (for the console).
+    pub fn sender(&self) -> Sender<HostEvent> {
+        self.0.clone()
+    }
+}
 
 /// The environment of a live run.
 pub struct LiveEnvironment {
     start: Instant,
-    input: Option<Receiver<ConsoleInput>>,
-    pending: Vec<u8>,
+    events: Receiver<HostEvent>,
+    /// True when something outside can still wake an idle guest without a
+    /// timer (the console or a network card).
+    wakeable: bool,
+    pending_input: Vec<u8>,
+    pending: Vec<(usize, BackendCompletion)>,
+    backends: Vec<Option<LiveBackend>>,
+    in_flight: usize,
     quit: bool,
+}
+
+/// Makes the channel every host event arrives on.
+pub fn event_channel() -> (EventSender, Receiver<HostEvent>) {
+    let (tx, rx) = channel();
+    (EventSender(tx), rx)
 }
 
 impl LiveEnvironment {
     /// A live environment whose clock starts now.
-    pub fn new(input: Option<Receiver<ConsoleInput>>) -> Self {
+    pub fn new(
+        events: Receiver<HostEvent>,
+        console_input: bool,
+        backends: Vec<LiveBackend>,
+    ) -> Self {
+        let wakeable = console_input || backends.iter().any(|b| matches!(b, LiveBackend::Tap(_)));
         LiveEnvironment {
             start: Instant::now(),
-            input,
+            events,
+            wakeable,
+            pending_input: Vec::new(),
             pending: Vec::new(),
+            backends: backends.into_iter().map(Some).collect(),
+            in_flight: 0,
             quit: false,
         }
     }
@@ -32,25 +134,36 @@ impl LiveEnvironment {
         self.quit
     }
 
+    /// Stops the backends, letting them finish what is in flight.
+    pub fn shutdown(&mut self) {
+        for backend in self.backends.iter_mut().filter_map(Option::take) {
+            if let LiveBackend::Disk(disk) = backend {
+                disk.close();
+            }
+        }
+    }
+
     fn ticks(&self) -> u64 {
         let ns = self.start.elapsed().as_nanos();
         u64::try_from(ns * u128::from(TIMEBASE_HZ) / 1_000_000_000).unwrap_or(u64::MAX)
     }
 
-    fn accept(&mut self, msg: ConsoleInput) {
-        match msg {
-            ConsoleInput::Bytes(b) => self.pending.extend_from_slice(&b),
-            ConsoleInput::Quit => self.quit = true,
+    fn accept(&mut self, event: HostEvent) {
+        match event {
+            HostEvent::Console(b) => self.pending_input.extend_from_slice(&b),
+            HostEvent::Quit => self.quit = true,
+            HostEvent::Completion(slot, c) => {
+                if !matches!(c, BackendCompletion::NetRx { .. }) {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                }
+                self.pending.push((slot, c));
+            }
         }
     }
 
     fn poll(&mut self) {
-        while let Some(rx) = &self.input {
-            match rx.try_recv() {
-                Ok(msg) => self.accept(msg),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => self.input = None,
-            }
+        while let Ok(event) = self.events.try_recv() {
+            self.accept(event);
         }
     }
 }
@@ -62,7 +175,7 @@ impl Environment for LiveEnvironment {
 
     fn idle(&mut self, _icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
         self.poll();
-        if !self.pending.is_empty() || self.quit {
+        if !self.pending_input.is_empty() || !self.pending.is_empty() || self.quit {
             return Some(self.ticks());
         }
         let wait = match deadline {
@@ -70,25 +183,20 @@ impl Environment for LiveEnvironment {
                 let ticks = d.saturating_sub(now.max(self.ticks()));
                 Duration::from_nanos(ticks.saturating_mul(1_000_000_000 / TIMEBASE_HZ))
             }
-            None if self.input.is_some() => Duration::from_millis(100),
+            None if self.wakeable || self.in_flight > 0 => Duration::from_millis(100),
             None => return None,
         };
-        if let Some(rx) = &self.input {
-            match rx.recv_timeout(wait) {
-                Ok(msg) => self.accept(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.input = None,
-            }
-        } else {
-            std::thread::sleep(wait);
+        match self.events.recv_timeout(wait) {
+            Ok(event) => self.accept(event),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }
         Some(self.ticks())
     }
 
     fn console_input(&mut self, _icount: u64, max: usize) -> Vec<u8> {
         self.poll();
-        let n = self.pending.len().min(max);
-        self.pending.drain(..n).collect()
+        let n = self.pending_input.len().min(max);
+        self.pending_input.drain(..n).collect()
     }
 
     fn wall_clock_base_ns(&mut self) -> u64 {
@@ -107,5 +215,60 @@ impl Environment for LiveEnvironment {
             let _ = f.read_exact(&mut seed);
         }
         seed
+    }
+
+    fn submit(&mut self, _icount: u64, slot: usize, request: BackendRequest) {
+        let backend = self.backends.get(slot).and_then(Option::as_ref);
+        match (backend, request) {
+            (Some(LiveBackend::Disk(disk)), BackendRequest::Block { id, op }) => {
+                self.in_flight += 1;
+                disk.submit(
+                    id,
+                    match op {
+                        BlockOp::Read { sector, len } => DiskOp::Read {
+                            offset: sector.saturating_mul(512),
+                            len,
+                        },
+                        BlockOp::Write { sector, data } => DiskOp::Write {
+                            offset: sector.saturating_mul(512),
+                            data,
+                        },
+                        BlockOp::Flush => DiskOp::Flush,
+                        BlockOp::Discard { sector, sectors } => DiskOp::Discard {
+                            offset: sector.saturating_mul(512),
+                            len: sectors.saturating_mul(512),
+                        },
+                    },
+                );
+            }
+            (Some(LiveBackend::Tap(tap)), BackendRequest::NetTx { frame }) => tap.send(frame),
+            (Some(LiveBackend::Entropy(e)), BackendRequest::Entropy { id, len }) => {
+                self.in_flight += 1;
+                e.request(id, len);
+            }
+            // A request for a backend of another kind cannot come from a
+            // correctly built machine; answer it as a failure rather than hang.
+            (_, BackendRequest::Block { id, .. }) => self.pending.push((
+                slot,
+                BackendCompletion::Block {
+                    id,
+                    status: VIRTIO_BLK_S_IOERR,
+                    data: Vec::new(),
+                },
+            )),
+            (_, BackendRequest::Entropy { id, .. }) => self.pending.push((
+                slot,
+                BackendCompletion::Entropy {
+                    id,
+                    data: Vec::new(),
+                },
+            )),
+            (_, BackendRequest::NetTx { .. }) => {}
+        }
+    }
+
+    fn completions(&mut self, _icount: u64) -> Vec<(usize, BackendCompletion)> {
+        self.poll();
+        std::mem::take(&mut self.pending)
     }
 }

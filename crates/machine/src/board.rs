@@ -2,7 +2,11 @@
 
 use crate::layout::*;
 use ftvm_cpu::Bus;
-use ftvm_devices::{Clint, GoldfishRtc, MmioDevice, Plic, SifiveTest, Uart16550};
+use ftvm_cpu::Memory;
+use ftvm_devices::{
+    Clint, GoldfishRtc, GuestMemory, GuestMemoryError, MmioDevice, Plic, SifiveTest, Uart16550,
+    VirtioMmio,
+};
 
 /// `mip` bits of the interrupt lines devices drive.
 const MIP_MSIP: u64 = 1 << 3;
@@ -24,11 +28,34 @@ pub struct Board {
     pub test: SifiveTest,
     /// Real-time clock.
     pub rtc: GoldfishRtc,
+    /// virtio-mmio devices, slot 0 first (at [`VIRTIO_BASE`], PLIC source 1).
+    pub virtio: Vec<VirtioMmio>,
+}
+
+/// Guest RAM as the virtio device models reach it.
+pub struct GuestRam<'a>(pub &'a mut Memory);
+
+impl GuestMemory for GuestRam<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
+        self.0.read_bytes(addr, buf).map_err(|_| GuestMemoryError {
+            addr,
+            len: buf.len() as u64,
+        })
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
+        self.0
+            .write_bytes(addr, data)
+            .map_err(|_| GuestMemoryError {
+                addr,
+                len: data.len() as u64,
+            })
+    }
 }
 
 impl Board {
-    /// A board in its power-on state with the given reset ROM.
-    pub fn new(rom: Vec<u8>) -> Board {
+    /// A board in its power-on state with the given reset ROM and virtio devices.
+    pub fn new(rom: Vec<u8>, virtio: Vec<VirtioMmio>) -> Board {
         Board {
             rom,
             clint: Clint::new(),
@@ -36,6 +63,7 @@ impl Board {
             uart: Uart16550::new(),
             test: SifiveTest::new(),
             rtc: GoldfishRtc::new(),
+            virtio,
         }
     }
 
@@ -51,6 +79,11 @@ impl Board {
             Some((&mut self.test, addr - TEST_BASE))
         } else if within(RTC_BASE, RTC_SIZE) {
             Some((&mut self.rtc, addr - RTC_BASE))
+        } else if within(VIRTIO_BASE, VIRTIO_SIZE * self.virtio.len() as u64) {
+            let off = addr - VIRTIO_BASE;
+            let slot = (off / VIRTIO_SIZE) as usize;
+            let dev = self.virtio.get_mut(slot)?;
+            Some((dev, off % VIRTIO_SIZE))
         } else {
             None
         }
@@ -84,6 +117,9 @@ impl Bus for Board {
     fn irq_lines(&mut self) -> u64 {
         self.plic.set_level(UART_IRQ, self.uart.irq());
         self.plic.set_level(RTC_IRQ, self.rtc.irq());
+        for (slot, dev) in self.virtio.iter().enumerate() {
+            self.plic.set_level(slot as u32 + 1, dev.irq());
+        }
         let mut lines = 0;
         if self.clint.msip() {
             lines |= MIP_MSIP;
@@ -101,6 +137,6 @@ impl Bus for Board {
     }
 
     fn stop_requested(&mut self) -> bool {
-        self.test.has_request()
+        self.test.has_request() || self.virtio.iter().any(VirtioMmio::notified)
     }
 }

@@ -8,6 +8,9 @@
 //! the same answer at the same icount.
 
 use crate::layout::TIMEBASE_HZ;
+use ftvm_devices::virtio::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
+use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
+use std::collections::VecDeque;
 
 /// The host side of the event boundary.
 pub trait Environment {
@@ -30,6 +33,26 @@ pub trait Environment {
 
     /// The 32 random bytes of `/chosen/rng-seed`.
     fn rng_seed(&mut self) -> [u8; 32];
+
+    /// The device model in virtio slot `slot` hands `request` to its host
+    /// backend at `icount` (an output of the machine: data was copied out of
+    /// guest RAM already).
+    fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest);
+
+    /// Backend completions ready to be applied at `icount`, in the order they
+    /// are to be applied, each with its virtio slot.
+    fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)>;
+}
+
+/// An in-memory host backend of a [`VirtualEnvironment`].
+#[derive(Clone, Debug)]
+pub enum VirtualBackend {
+    /// A disk image held in memory.
+    Disk(Vec<u8>),
+    /// Entropy from a fixed-seed generator.
+    Entropy,
+    /// A network card whose frames are kept in `transmitted`; nothing is received.
+    Net,
 }
 
 /// A fully deterministic environment: time is derived from the instruction
@@ -42,11 +65,19 @@ pub struct VirtualEnvironment {
     /// Ticks skipped while idle.
     skipped: u64,
     /// Console input still to deliver, with the icount at which each chunk becomes available.
-    input: std::collections::VecDeque<(u64, Vec<u8>)>,
+    input: VecDeque<(u64, Vec<u8>)>,
     /// Wall-clock time at power-on.
     pub wall_clock_base_ns: u64,
     /// The rng-seed.
     pub rng_seed: [u8; 32],
+    /// Backends by virtio slot.
+    pub backends: Vec<VirtualBackend>,
+    /// Frames the guest sent, by slot.
+    pub transmitted: Vec<(usize, Vec<u8>)>,
+    /// Completions not yet applied.
+    done: VecDeque<(usize, BackendCompletion)>,
+    /// State of the entropy generator.
+    entropy_state: u64,
 }
 
 impl Default for VirtualEnvironment {
@@ -65,6 +96,54 @@ impl VirtualEnvironment {
             // 2026-01-01T00:00:00Z
             wall_clock_base_ns: 1_767_225_600_000_000_000,
             rng_seed: [0x42; 32],
+            backends: Vec::new(),
+            transmitted: Vec::new(),
+            done: VecDeque::new(),
+            entropy_state: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic, good enough for a test guest's entropy.
+        let mut x = self.entropy_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.entropy_state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn block(&mut self, slot: usize, op: BlockOp) -> (u8, Vec<u8>) {
+        let Some(VirtualBackend::Disk(image)) = self.backends.get_mut(slot) else {
+            return (VIRTIO_BLK_S_IOERR, Vec::new());
+        };
+        let range = |sector: u64, len: u64| {
+            let start = usize::try_from(sector.checked_mul(512)?).ok()?;
+            let end = start.checked_add(usize::try_from(len).ok()?)?;
+            Some(start..end)
+        };
+        match op {
+            BlockOp::Read { sector, len } => match range(sector, u64::from(len)) {
+                Some(r) if r.end <= image.len() => (VIRTIO_BLK_S_OK, image[r].to_vec()),
+                _ => (VIRTIO_BLK_S_IOERR, Vec::new()),
+            },
+            BlockOp::Write { sector, data } => match range(sector, data.len() as u64) {
+                Some(r) if r.end <= image.len() => {
+                    image[r].copy_from_slice(&data);
+                    (VIRTIO_BLK_S_OK, Vec::new())
+                }
+                _ => (VIRTIO_BLK_S_IOERR, Vec::new()),
+            },
+            BlockOp::Discard { sector, sectors } => {
+                match range(sector, sectors.saturating_mul(512)) {
+                    Some(r) if r.end <= image.len() => {
+                        image[r].fill(0);
+                        (VIRTIO_BLK_S_OK, Vec::new())
+                    }
+                    _ => (VIRTIO_BLK_S_IOERR, Vec::new()),
+                }
+            }
+            BlockOp::Flush => (VIRTIO_BLK_S_OK, Vec::new()),
         }
     }
 
@@ -86,6 +165,9 @@ impl Environment for VirtualEnvironment {
     }
 
     fn idle(&mut self, icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
+        if !self.done.is_empty() {
+            return Some(now);
+        }
         let next_input = self.input.front().map(|(at, _)| *at);
         match (deadline, next_input) {
             (_, Some(at)) if at <= icount => Some(now),
@@ -126,6 +208,26 @@ impl Environment for VirtualEnvironment {
 
     fn rng_seed(&mut self) -> [u8; 32] {
         self.rng_seed
+    }
+
+    fn submit(&mut self, _icount: u64, slot: usize, request: BackendRequest) {
+        match request {
+            BackendRequest::Block { id, op } => {
+                let (status, data) = self.block(slot, op);
+                self.done
+                    .push_back((slot, BackendCompletion::Block { id, status, data }));
+            }
+            BackendRequest::Entropy { id, len } => {
+                let data = (0..len).map(|_| self.next_random() as u8).collect();
+                self.done
+                    .push_back((slot, BackendCompletion::Entropy { id, data }));
+            }
+            BackendRequest::NetTx { frame } => self.transmitted.push((slot, frame)),
+        }
+    }
+
+    fn completions(&mut self, _icount: u64) -> Vec<(usize, BackendCompletion)> {
+        self.done.drain(..).collect()
     }
 }
 

@@ -15,11 +15,11 @@ pub mod rom;
 
 mod board;
 
-pub use board::Board;
-pub use environment::{Environment, VirtualEnvironment};
+pub use board::{Board, GuestRam};
+pub use environment::{Environment, VirtualBackend, VirtualEnvironment};
 
 use ftvm_cpu::{Exit, Hart, Memory};
-use ftvm_devices::PowerRequest;
+use ftvm_devices::{Block, Net, PowerRequest, Rng, VirtioDevice, VirtioMmio};
 use layout::*;
 
 /// The most instructions run between two crossings of the event boundary.
@@ -38,6 +38,44 @@ pub struct MachineConfig {
     pub initrd: Option<Vec<u8>>,
     /// Kernel command line.
     pub cmdline: String,
+    /// virtio devices, in slot order from 0x1000_1000.
+    pub virtio: Vec<VirtioConfig>,
+}
+
+/// A virtio device of the machine (its host backend lives outside, behind the
+/// [`Environment`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VirtioConfig {
+    /// A disk.
+    Block {
+        /// Size in 512-byte sectors.
+        capacity_sectors: u64,
+        /// Writes fail.
+        read_only: bool,
+        /// The serial answered to GET_ID (at most 20 bytes).
+        serial: String,
+    },
+    /// A network card.
+    Net {
+        /// Its MAC address.
+        mac: [u8; 6],
+    },
+    /// An entropy source.
+    Rng,
+}
+
+impl VirtioConfig {
+    fn build(&self) -> VirtioMmio {
+        VirtioMmio::new(match self {
+            VirtioConfig::Block {
+                capacity_sectors,
+                read_only,
+                serial,
+            } => VirtioDevice::Block(Block::new(*capacity_sectors, *read_only, serial.clone())),
+            VirtioConfig::Net { mac } => VirtioDevice::Net(Net::new(*mac)),
+            VirtioConfig::Rng => VirtioDevice::Rng(Rng::new()),
+        })
+    }
 }
 
 /// The user asked for a machine that cannot be built.
@@ -58,6 +96,12 @@ pub enum ConfigError {
     /// The device tree could not be built.
     #[error("cannot build the device tree: {0}")]
     Fdt(String),
+    /// More virtio devices than slots.
+    #[error("{count} virtio devices given, but the board has {VIRTIO_SLOTS} slots")]
+    TooManyDevices {
+        /// How many were given.
+        count: usize,
+    },
     /// The initrd overlaps the kernel.
     #[error(
         "the kernel ({kernel_end:#x}) overlaps the initrd ({initrd_start:#x}); give more --memory"
@@ -104,9 +148,14 @@ impl Machine {
         if config.initrd.is_some() && config.kernel.is_none() {
             return Err(ConfigError::InitrdWithoutKernel);
         }
+        if config.virtio.len() as u64 > VIRTIO_SLOTS {
+            return Err(ConfigError::TooManyDevices {
+                count: config.virtio.len(),
+            });
+        }
         let mut machine = Machine {
             hart: Hart::new(Memory::new(DRAM_BASE, config.memory_size)),
-            board: Board::new(Vec::new()),
+            board: Board::new(Vec::new(), Vec::new()),
             config,
             mtime: 0,
             wall_clock_base_ns: 0,
@@ -145,7 +194,7 @@ impl Machine {
             cmdline: self.config.cmdline.clone(),
             initrd: initrd_range,
             rng_seed: env.rng_seed(),
-            virtio_slots: 0,
+            virtio_slots: self.config.virtio.len() as u64,
         })
         .map_err(|e| ConfigError::Fdt(e.to_string()))?;
         loader::load_raw(&mut memory, "device tree", &blob, fdt_addr)?;
@@ -161,7 +210,8 @@ impl Machine {
             }
         }
         self.hart = Hart::new(memory);
-        self.board = Board::new(rom::reset_rom(firmware.entry, fdt_addr, next_addr));
+        let virtio = self.config.virtio.iter().map(VirtioConfig::build).collect();
+        self.board = Board::new(rom::reset_rom(firmware.entry, fdt_addr, next_addr), virtio);
         self.mtime = 0;
         self.wall_clock_base_ns = env.wall_clock_base_ns();
         Ok(())
@@ -178,7 +228,14 @@ impl Machine {
                 self.board.uart.push_input(&input);
             }
         }
+        for (slot, completion) in env.completions(self.hart.icount()) {
+            if let Some(dev) = self.board.virtio.get_mut(slot) {
+                dev.complete(&mut GuestRam(self.hart.memory_mut()), completion);
+            }
+        }
+        self.service_virtio(env);
         let exit = self.hart.run(&mut self.board, SLICE);
+        self.service_virtio(env);
         if let Some(request) = self.board.test.take_request() {
             return match request {
                 PowerRequest::PowerOff { status } => Ok(Step::PowerOff(status)),
@@ -196,6 +253,21 @@ impl Machine {
             }
         }
         Ok(Step::Running)
+    }
+
+    /// Lets every notified virtio device take its available buffers and hands
+    /// the resulting requests to the host backends.
+    fn service_virtio(&mut self, env: &mut dyn Environment) {
+        let icount = self.hart.icount();
+        let mut requests = Vec::new();
+        for (slot, dev) in self.board.virtio.iter_mut().enumerate() {
+            if dev.notified() {
+                dev.process(&mut GuestRam(self.hart.memory_mut()), &mut requests);
+                for request in requests.drain(..) {
+                    env.submit(icount, slot, request);
+                }
+            }
+        }
     }
 
     /// Runs until the guest powers off (with its exit status) or is stuck,

@@ -34,6 +34,7 @@ fn boot_once() -> Run {
         kernel: Some(read(&images.kernel)),
         initrd: Some(read(&images.initrd)),
         cmdline: "console=ttyS0 earlycon=sbi".into(),
+        virtio: Vec::new(),
     };
     let mut env = VirtualEnvironment::new();
     let mut machine = Machine::new(config, &mut env).expect("machine builds");

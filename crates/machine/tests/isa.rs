@@ -95,6 +95,7 @@ fn run_program(name: &str) {
         kernel: None,
         initrd: None,
         cmdline: String::new(),
+        virtio: Vec::new(),
     };
     let mut machine = Machine::new(config, &mut env).expect("machine");
     let result = loop {

@@ -1,0 +1,223 @@
+//! The queue in front of a disk backend's threads.
+//!
+//! DESIGN.md §1: requests in flight that overlap the same bytes are serialized, the
+//! later one waiting, so the disk's final content never depends on host timing. A
+//! request may start when its range conflicts neither with a request already running
+//! nor with an earlier request still waiting (two ranges conflict when they overlap
+//! and at least one of them writes). Flushes touch no range and never wait here.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use super::DiskOp;
+
+/// A request taken from the queue; hand `seq` back to [`Gate::finish`] when done.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    /// Position in submission order.
+    pub(crate) seq: u64,
+    /// The caller's id.
+    pub(crate) id: u64,
+    /// The operation.
+    pub(crate) op: DiskOp,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    seq: u64,
+    start: u64,
+    end: u64,
+    writes: bool,
+}
+
+impl Extent {
+    fn of(seq: u64, op: &DiskOp) -> Option<Extent> {
+        op.extent().map(|(start, end, writes)| Extent {
+            seq,
+            start,
+            end,
+            writes,
+        })
+    }
+
+    fn conflicts(&self, other: &Extent) -> bool {
+        (self.writes || other.writes) && self.start < other.end && other.start < self.end
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: VecDeque<Ticket>,
+    running: Vec<Extent>,
+    next_seq: u64,
+    closed: bool,
+}
+
+/// The ordering queue shared by a disk's submitter and its worker threads.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a request.
+    pub(crate) fn push(&self, id: u64, op: DiskOp) {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.waiting.push_back(Ticket { seq, id, op });
+        self.changed.notify_all();
+    }
+
+    /// Stops accepting work; [`Gate::take`] returns `None` once the queue is empty.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for a request that may start now, or `None` when closed and drained.
+    pub(crate) fn take(&self) -> Option<Ticket> {
+        let mut state = self.lock();
+        loop {
+            if let Some(index) = Self::first_ready(&state) {
+                let ticket = state.waiting.remove(index)?;
+                if let Some(extent) = Extent::of(ticket.seq, &ticket.op) {
+                    state.running.push(extent);
+                }
+                return Some(ticket);
+            }
+            if state.closed && state.waiting.is_empty() {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Marks the request `seq` as finished, letting requests that wait on it start.
+    pub(crate) fn finish(&self, seq: u64) {
+        let mut state = self.lock();
+        state.running.retain(|extent| extent.seq != seq);
+        self.changed.notify_all();
+    }
+
+    fn first_ready(state: &State) -> Option<usize> {
+        state
+            .waiting
+            .iter()
+            .enumerate()
+            .position(|(index, ticket)| {
+                let Some(extent) = Extent::of(ticket.seq, &ticket.op) else {
+                    return true;
+                };
+                let blocked_by_running = state.running.iter().any(|r| r.conflicts(&extent));
+                let blocked_by_earlier = state
+                    .waiting
+                    .iter()
+                    .take(index)
+                    .filter_map(|earlier| Extent::of(earlier.seq, &earlier.op))
+                    .any(|e| e.conflicts(&extent));
+                !blocked_by_running && !blocked_by_earlier
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(offset: u64, len: usize) -> DiskOp {
+        DiskOp::Write {
+            offset,
+            data: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn test_overlapping_write_waits_for_running_write() {
+        let gate = Gate::default();
+        gate.push(1, write(0, 512));
+        gate.push(2, write(256, 512));
+        gate.push(3, write(4096, 512));
+        gate.close();
+
+        let first = gate.take().map(|t| t.id);
+        let second = gate.take().map(|t| t.id);
+
+        assert_eq!((first, second), (Some(1), Some(3)));
+    }
+
+    #[test]
+    fn test_overlapping_write_starts_after_finish() {
+        let gate = Gate::default();
+        gate.push(1, write(0, 512));
+        gate.push(2, write(256, 512));
+        gate.close();
+        let first = gate.take().map(|t| t.seq);
+
+        gate.finish(first.unwrap_or_default());
+        let second = gate.take().map(|t| t.id);
+
+        assert_eq!(second, Some(2));
+    }
+
+    #[test]
+    fn test_overlapping_reads_run_together() {
+        let gate = Gate::default();
+        gate.push(
+            1,
+            DiskOp::Read {
+                offset: 0,
+                len: 512,
+            },
+        );
+        gate.push(
+            2,
+            DiskOp::Read {
+                offset: 0,
+                len: 512,
+            },
+        );
+        gate.close();
+
+        let ids = [gate.take().map(|t| t.id), gate.take().map(|t| t.id)];
+
+        assert_eq!(ids, [Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn test_read_waits_behind_earlier_waiting_write() {
+        let gate = Gate::default();
+        gate.push(1, write(0, 512));
+        gate.push(2, write(0, 512));
+        gate.push(
+            3,
+            DiskOp::Read {
+                offset: 0,
+                len: 512,
+            },
+        );
+        gate.push(4, DiskOp::Flush);
+        gate.close();
+
+        let first = gate.take().map(|t| t.id);
+        let second = gate.take().map(|t| t.id);
+
+        assert_eq!((first, second), (Some(1), Some(4)));
+    }
+
+    #[test]
+    fn test_take_returns_none_when_closed_and_empty() {
+        let gate = Gate::default();
+        gate.close();
+
+        assert!(gate.take().is_none());
+    }
+}
