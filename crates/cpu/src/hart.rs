@@ -2,9 +2,10 @@
 
 use crate::compressed;
 use crate::csr::*;
+use crate::decode::{self, Op, Slot};
 use crate::fp::{self, FpState};
 use crate::memory::Memory;
-use crate::mmu::{Access, TlbEntry, INVALID_TAG, TLB_SIZE};
+use crate::mmu::{Access, TlbEntry, TLB_MASK, TLB_SIZE};
 use crate::state::{CsrFile, HartState, StateError};
 use crate::Bus;
 
@@ -93,9 +94,14 @@ pub struct Hart {
     pub(crate) stop: bool,
     pub(crate) tlb_r: [TlbEntry; TLB_SIZE],
     pub(crate) tlb_w: [TlbEntry; TLB_SIZE],
+    pub(crate) tlb_x: [TlbEntry; TLB_SIZE],
     pub(crate) tlb_ctx: u64,
-    pub(crate) fetch_tag: u64,
-    pub(crate) fetch_off: usize,
+    /// A write hit decoded code: the current block must end.
+    pub(crate) block_exit: bool,
+    /// `icount` at which the current block must stop.
+    block_end: u64,
+    /// The RAM page the current block executes from.
+    block_page: usize,
     /// Expansions of all 16-bit instructions.
     rvc: &'static [u32; 0x10000],
 }
@@ -212,9 +218,11 @@ impl Hart {
             stop: false,
             tlb_r: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_w: [TlbEntry::EMPTY; TLB_SIZE],
+            tlb_x: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_ctx: 0,
-            fetch_tag: INVALID_TAG,
-            fetch_off: 0,
+            block_exit: false,
+            block_end: 0,
+            block_page: 0,
             rvc: compressed::table(),
         };
         h.update_tlb_ctx();
@@ -362,7 +370,7 @@ impl Hart {
                     self.take_trap(INTERRUPT | code, 0);
                 }
             }
-            if let Err(t) = self.step(bus) {
+            if let Err(t) = self.run_block(bus, target) {
                 self.take_trap(t.cause, t.tval);
                 traps += 1;
                 if traps >= budget {
@@ -428,7 +436,6 @@ impl Hart {
                 self.user_since = self.icount;
             }
             self.prv = prv;
-            self.fetch_tag = INVALID_TAG;
         }
         self.update_tlb_ctx();
     }
@@ -439,21 +446,351 @@ impl Hart {
         self.x[0] = 0;
     }
 
-    /// Fetches and executes one instruction; `Ok` means it retired.
-    #[inline(always)]
-    fn step<B: Bus>(&mut self, bus: &mut B) -> Result<(), Trap> {
+    /// Fetches and executes one instruction without the decoded-instruction
+    /// cache; `Ok` means it retired (`icount` is the caller's to count).
+    #[cold]
+    #[inline(never)]
+    fn step_uncached<B: Bus>(&mut self, bus: &mut B) -> Result<(), Trap> {
         let raw = self.fetch(bus, self.pc)?;
         if raw & 3 == 3 {
-            self.execute(bus, raw, 4)?;
+            self.execute(bus, raw, 4)
         } else {
             let inst = self.rvc[(raw & 0xffff) as usize];
             if inst == 0 {
                 return Err(illegal(raw & 0xffff));
             }
-            self.execute(bus, inst, 2)?;
+            self.execute(bus, inst, 2)
         }
+    }
+
+    /// Executes instructions from the page of `pc` until the budget is
+    /// used, the pc leaves the page, something may make an interrupt
+    /// takeable, or an instruction traps (it does not retire).
+    #[inline(always)]
+    fn run_block<B: Bus>(&mut self, bus: &mut B, target: u64) -> Result<(), Trap> {
+        let pc = self.pc;
+        let vpn = pc >> 12;
+        let e = self.tlb_x[vpn as usize & TLB_MASK];
+        let off = if e.tag == self.fetch_tag(vpn) {
+            e.off
+        } else {
+            self.translate(pc, Access::Fetch)?;
+            let e = self.tlb_x[vpn as usize & TLB_MASK];
+            if e.tag != self.fetch_tag(vpn) {
+                // Not RAM (the boot ROM): fetch through the bus.
+                return self.step_counted(bus);
+            }
+            e.off
+        };
+        if off & 0xfff != 0 {
+            return self.step_counted(bus);
+        }
+        let page = off >> 12;
+        let Some((base, fresh)) = self.mem.code.enter(page) else {
+            return self.step_counted(bus);
+        };
+        if fresh {
+            self.mark_code_writable(page);
+        }
+        self.block_exit = false;
+        // The pc and the retired count live in registers inside the block:
+        // `left` counts down the instructions still allowed, so `icount` is
+        // `block_end - left`. Both are written back before anything that may
+        // read them (traps, the general paths) and when the block ends. The
+        // slot after the page's last one is an `Op::PageEnd` sentinel, so
+        // falling off the page needs no check; jumps and taken branches check.
+        // Few values stay live across the loop so that the loop-carried ones
+        // fit in registers.
+        self.block_end = target;
+        self.block_page = page;
+        let mut left = target.saturating_sub(self.icount);
+        if left == 0 {
+            return Ok(());
+        }
+        // The slot index of the next instruction: the loop-carried value of
+        // straight-line code. It moves on as soon as the slot is read; the pc
+        // is derived from it where needed.
+        let vbase = vpn << 12;
+        let mut at = base + ((pc & 0xfff) >> 1) as usize;
+        macro_rules! pc_at {
+            ($at:expr) => {
+                vbase.wrapping_add((($at - base) as u64) << 1)
+            };
+        }
+        // The pc of the current instruction (slot `$s`).
+        macro_rules! pc {
+            ($s:expr) => {
+                pc_at!(at - usize::from($s.half))
+            };
+        }
+        // The state before the current instruction (traps, general paths).
+        macro_rules! sync {
+            ($s:expr) => {
+                self.icount = self.block_end - left;
+                self.pc = pc!($s);
+            };
+        }
+        // The state after the current instruction retired.
+        macro_rules! sync_next {
+            () => {
+                self.icount = self.block_end - left;
+                self.pc = pc_at!(at);
+            };
+        }
+        macro_rules! jump {
+            ($t:expr) => {
+                let t: u64 = $t;
+                left -= 1;
+                if left == 0 || (t ^ vbase) >> 12 != 0 {
+                    self.icount = self.block_end - left;
+                    self.pc = t;
+                    return Ok(());
+                }
+                at = base + ((t & 0xfff) >> 1) as usize;
+            };
+        }
+        macro_rules! retire {
+            () => {
+                left -= 1;
+                if left == 0 {
+                    sync_next!();
+                    return Ok(());
+                }
+            };
+        }
+        macro_rules! trap {
+            ($s:expr, $e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(t) => {
+                        sync!($s);
+                        return Err(t);
+                    }
+                }
+            };
+        }
+        loop {
+            let idx = at;
+            let Some(&s) = self.mem.code.slots.get(idx) else {
+                sync_next!();
+                return Ok(());
+            };
+            at += usize::from(s.half);
+            let a = self.x[s.rs1()];
+            let b = self.x[s.rs2()];
+            let imm = i64::from(s.imm) as u64;
+            let rd = s.rd();
+            let v = match s.op {
+                Op::PageEnd => {
+                    sync!(s);
+                    return Ok(());
+                }
+                Op::Undecoded => {
+                    // Decode, then dispatch again (nothing retired).
+                    self.decode_into(idx, pc_at!(at));
+                    continue;
+                }
+                Op::Slow => {
+                    sync!(s);
+                    trap!(s, self.step_uncached(bus));
+                    self.icount += 1;
+                    return Ok(());
+                }
+                Op::System => {
+                    sync!(s);
+                    trap!(s, self.exec_raw(bus, s));
+                    self.icount += 1;
+                    return Ok(());
+                }
+                Op::Raw => {
+                    sync!(s);
+                    trap!(s, self.exec_raw(bus, s));
+                    jump!(self.pc);
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Nop => {
+                    retire!();
+                    continue;
+                }
+                Op::Jal | Op::J | Op::Jalr | Op::Jr => {
+                    let pc = pc!(s);
+                    let t = match s.op {
+                        Op::Jal | Op::J => pc.wrapping_add(imm),
+                        _ => a.wrapping_add(imm) & !1,
+                    };
+                    if matches!(s.op, Op::Jal | Op::Jalr) {
+                        self.x[rd] = pc.wrapping_add(s.len());
+                    }
+                    jump!(t);
+                    continue;
+                }
+                Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
+                    let taken = match s.op {
+                        Op::Beq => a == b,
+                        Op::Bne => a != b,
+                        Op::Blt => (a as i64) < (b as i64),
+                        Op::Bge => (a as i64) >= (b as i64),
+                        Op::Bltu => a < b,
+                        _ => a >= b,
+                    };
+                    if taken {
+                        jump!(pc!(s).wrapping_add(imm));
+                    } else {
+                        retire!();
+                    }
+                    continue;
+                }
+                Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
+                    let addr = a.wrapping_add(imm);
+                    let v = match s.op {
+                        Op::Lb => trap!(s, self.load::<B, 1>(bus, addr)) as i8 as i64 as u64,
+                        Op::Lh => trap!(s, self.load::<B, 2>(bus, addr)) as i16 as i64 as u64,
+                        Op::Lw => trap!(s, self.load::<B, 4>(bus, addr)) as i32 as i64 as u64,
+                        Op::Ld => trap!(s, self.load::<B, 8>(bus, addr)),
+                        Op::Lbu => trap!(s, self.load::<B, 1>(bus, addr)),
+                        Op::Lhu => trap!(s, self.load::<B, 2>(bus, addr)),
+                        _ => trap!(s, self.load::<B, 4>(bus, addr)),
+                    };
+                    self.x[rd] = v;
+                    retire!();
+                    // An MMIO load may change the interrupt lines.
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
+                    let addr = a.wrapping_add(imm);
+                    match s.op {
+                        Op::Sb => trap!(s, self.store::<B, 1>(bus, addr, b)),
+                        Op::Sh => trap!(s, self.store::<B, 2>(bus, addr, b)),
+                        Op::Sw => trap!(s, self.store::<B, 4>(bus, addr, b)),
+                        _ => trap!(s, self.store::<B, 8>(bus, addr, b)),
+                    }
+                    retire!();
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Fld | Op::Fsd => {
+                    if self.csr.mstatus & MSTATUS_FS == 0 {
+                        // The general path raises the exact illegal trap.
+                        sync!(s);
+                        trap!(s, self.step_uncached(bus));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                    let addr = a.wrapping_add(imm);
+                    if s.op == Op::Fld {
+                        let v = trap!(s, self.load::<B, 8>(bus, addr));
+                        self.fp.f[rd] = v;
+                        self.set_fs_dirty();
+                    } else {
+                        let v = self.fp.f[s.rs2()];
+                        trap!(s, self.store::<B, 8>(bus, addr, v));
+                    }
+                    retire!();
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Lui => imm,
+                Op::Auipc => pc!(s).wrapping_add(imm),
+                Op::Addi => a.wrapping_add(imm),
+                Op::Slti => u64::from((a as i64) < (imm as i64)),
+                Op::Sltiu => u64::from(a < imm),
+                Op::Xori => a ^ imm,
+                Op::Ori => a | imm,
+                Op::Andi => a & imm,
+                Op::Slli => a << (imm & 63),
+                Op::Srli => a >> (imm & 63),
+                Op::Srai => ((a as i64) >> (imm & 63)) as u64,
+                Op::Addiw => sext32(a.wrapping_add(imm)),
+                Op::Slliw => sext32(u64::from((a as u32) << (imm & 31))),
+                Op::Srliw => sext32(u64::from((a as u32) >> (imm & 31))),
+                Op::Sraiw => ((a as i32) >> (imm & 31)) as i64 as u64,
+                Op::Add => a.wrapping_add(b),
+                Op::Sub => a.wrapping_sub(b),
+                Op::Sll => a << (b & 63),
+                Op::Slt => u64::from((a as i64) < (b as i64)),
+                Op::Sltu => u64::from(a < b),
+                Op::Xor => a ^ b,
+                Op::Srl => a >> (b & 63),
+                Op::Sra => ((a as i64) >> (b & 63)) as u64,
+                Op::Or => a | b,
+                Op::And => a & b,
+                Op::Mul => a.wrapping_mul(b),
+                Op::Mulh => ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64,
+                Op::Mulhsu => ((i128::from(a as i64) * (b as i128)) >> 64) as u64,
+                Op::Mulhu => ((u128::from(a) * u128::from(b)) >> 64) as u64,
+                Op::Div => div(a, b),
+                Op::Divu => a.checked_div(b).unwrap_or(u64::MAX),
+                Op::Rem => rem(a, b),
+                Op::Remu => a.checked_rem(b).unwrap_or(a),
+                Op::Addw => sext32(a.wrapping_add(b)),
+                Op::Subw => sext32(a.wrapping_sub(b)),
+                Op::Sllw => sext32(u64::from((a as u32) << (b & 31))),
+                Op::Srlw => sext32(u64::from((a as u32) >> (b & 31))),
+                Op::Sraw => ((a as i32) >> (b & 31)) as i64 as u64,
+                Op::Mulw => sext32(u64::from((a as u32).wrapping_mul(b as u32))),
+                Op::Divw => divw(a, b),
+                Op::Divuw => divuw(a, b),
+                Op::Remw => remw(a, b),
+                Op::Remuw => remuw(a, b),
+            };
+            // Decoding guarantees rd != 0 for every operation that gets here.
+            self.x[rd] = v;
+            retire!();
+        }
+    }
+
+    fn step_counted<B: Bus>(&mut self, bus: &mut B) -> Result<(), Trap> {
+        self.step_uncached(bus)?;
         self.icount += 1;
         Ok(())
+    }
+
+    /// Decodes the instruction at `pc` (in the current block's page) into
+    /// slot `idx`.
+    #[cold]
+    #[inline(never)]
+    fn decode_into(&mut self, idx: usize, pc: u64) {
+        let page = self.block_page;
+        let s = self.decode_at(page << 12, pc);
+        self.mem
+            .code
+            .store_slot(page, idx, (pc & 0xfff) as usize, s);
+    }
+
+    /// Decodes the instruction at `pc` in the RAM page at offset `page_off`.
+    fn decode_at(&self, page_off: usize, pc: u64) -> Slot {
+        let po = (pc & 0xfff) as usize;
+        let lo = self.mem.load(page_off + po, 2) as u32;
+        if lo & 3 != 3 {
+            let inst = self.rvc[lo as usize];
+            if inst == 0 {
+                return Slot::slow();
+            }
+            return decode::decode(inst, true);
+        }
+        if po > 0xffc {
+            return Slot::slow();
+        }
+        decode::decode(self.mem.load(page_off + po, 4) as u32, false)
+    }
+
+    #[inline(never)]
+    fn exec_raw<B: Bus>(&mut self, bus: &mut B, s: Slot) -> Result<(), Trap> {
+        self.execute(bus, s.imm as u32, s.len())
     }
 
     /// Executes a 32-bit instruction (possibly expanded from a 16-bit one of
@@ -604,7 +941,7 @@ impl Hart {
             0x0f => match f3 {
                 // FENCE: one hart, in-order memory; nothing to do.
                 0 => {}
-                // FENCE.I: no decoded-instruction cache is kept.
+                // FENCE.I: writes to decoded code already invalidate it.
                 1 => {}
                 _ => return Err(illegal(i)),
             },

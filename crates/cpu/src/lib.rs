@@ -11,6 +11,7 @@
 
 mod compressed;
 mod csr;
+mod decode;
 pub mod fp;
 mod hart;
 pub mod memory;

@@ -5,6 +5,8 @@
 //! [`Bus`](crate::Bus); the loader and device DMA use [`Memory::read_bytes`] and
 //! [`Memory::write_bytes`], which are bounds-checked.
 
+use crate::decode::CodeCache;
+
 /// An access by the host (loader, DMA) outside guest RAM.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MemoryError {
@@ -27,6 +29,8 @@ pub struct Memory {
     base: u64,
     pub(crate) data: Vec<u8>,
     generation: u64,
+    /// Decoded instructions of the pages the hart executes from.
+    pub(crate) code: CodeCache,
 }
 
 impl Memory {
@@ -35,10 +39,13 @@ impl Memory {
     /// The hart caches translations per 4 KiB page; a trailing partial page
     /// is still usable but served by the slow path.
     pub fn new(base: u64, size: u64) -> Memory {
+        let data = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+        let pages = data.len() >> 12;
         Memory {
             base,
-            data: vec![0; usize::try_from(size).unwrap_or(usize::MAX)],
+            data,
             generation: 0,
+            code: CodeCache::new(pages),
         }
     }
 
@@ -88,6 +95,7 @@ impl Memory {
     /// Copies `data` into RAM at guest-physical `addr`.
     pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let r = self.range(addr, data.len())?;
+        self.code.invalidate_range(r.start, r.end);
         self.data[r].copy_from_slice(data);
         self.generation = self.generation.wrapping_add(1);
         Ok(())

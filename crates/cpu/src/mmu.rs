@@ -6,15 +6,20 @@
 //! has W and D set, so the fast store path never needs to update a PTE. Tags
 //! include the effective privilege, SUM and MXR, so changing mode needs no
 //! flush; `satp` writes and `sfence.vma` flush everything. MMIO pages are
-//! never cached. Instruction fetch caches one page separately.
+//! never cached. A third TLB, tagged with the privilege mode, serves
+//! instruction fetch. Write entries for pages holding decoded code carry an
+//! extra tag bit, so stores to them miss the fast path and take the checked
+//! one (see [`crate::decode`]).
 
 use crate::csr::{MSTATUS_MXR, MSTATUS_SUM, SATP_MODE_SV48};
 use crate::hart::{cause, Hart, Trap, PRV_M, PRV_U};
 use crate::Bus;
 
 pub(crate) const TLB_SIZE: usize = 256;
-const TLB_MASK: usize = TLB_SIZE - 1;
+pub(crate) const TLB_MASK: usize = TLB_SIZE - 1;
 pub(crate) const INVALID_TAG: u64 = u64::MAX;
+/// Set in the tag of a write TLB entry whose page holds decoded code.
+const CODE_TAG: u64 = 1 << 62;
 const PPN_MASK: u64 = (1 << 44) - 1;
 
 const PTE_V: u64 = 1 << 0;
@@ -63,7 +68,35 @@ impl Hart {
     pub(crate) fn flush_tlb(&mut self) {
         self.tlb_r.fill(TlbEntry::EMPTY);
         self.tlb_w.fill(TlbEntry::EMPTY);
-        self.fetch_tag = INVALID_TAG;
+        self.tlb_x.fill(TlbEntry::EMPTY);
+    }
+
+    /// The tag of the fetch TLB entry for virtual page `vpn`: fetch
+    /// permissions depend only on the privilege mode.
+    #[inline(always)]
+    pub(crate) fn fetch_tag(&self, vpn: u64) -> u64 {
+        vpn | u64::from(self.prv) << 56
+    }
+
+    /// Keeps decoded instructions coherent with a hart write of `n` bytes
+    /// at RAM offset `off` (within one page): a write to decoded code
+    /// forgets the page's decoded instructions and ends the current block.
+    #[inline(always)]
+    pub(crate) fn note_ram_write(&mut self, off: usize, n: usize) {
+        if self.mem.code.hits(off, n) {
+            self.mem.code.invalidate(off >> 12);
+            self.block_exit = true;
+        }
+    }
+
+    /// Marks the write TLB entries of RAM page `page`, which just became
+    /// live code, so that every store to it takes the checked path.
+    pub(crate) fn mark_code_writable(&mut self, page: usize) {
+        for e in self.tlb_w.iter_mut() {
+            if e.tag != INVALID_TAG && e.off >> 12 == page {
+                e.tag |= CODE_TAG;
+            }
+        }
     }
 
     /// Recomputes the context folded into TLB tags: effective data privilege,
@@ -138,6 +171,7 @@ impl Hart {
             let new = pte | PTE_A | if acc == Access::Store { PTE_D } else { 0 };
             if new != pte {
                 self.mem.store(pte_off, 8, new);
+                self.note_ram_write(pte_off, 8);
                 pte = new;
             }
             let pa = ((ppn & !(span - 1)) << 12) | (vaddr & ((span << 12) - 1));
@@ -151,12 +185,14 @@ impl Hart {
         let Some(off) = self.mem.offset(paddr & !0xfff, 0x1000) else {
             return;
         };
+        let i = (vaddr >> 12) as usize & TLB_MASK;
         if acc == Access::Fetch {
-            self.fetch_tag = vaddr >> 12;
-            self.fetch_off = off;
+            self.tlb_x[i] = TlbEntry {
+                tag: self.fetch_tag(vaddr >> 12),
+                off,
+            };
             return;
         }
-        let i = (vaddr >> 12) as usize & TLB_MASK;
         let e = TlbEntry {
             tag: (vaddr >> 12) | self.tlb_ctx,
             off,
@@ -164,7 +200,15 @@ impl Hart {
         // A successful store walk implies the page is readable too.
         self.tlb_r[i] = e;
         if writable {
-            self.tlb_w[i] = e;
+            let code = if self.mem.code.is_live(off >> 12) {
+                CODE_TAG
+            } else {
+                0
+            };
+            self.tlb_w[i] = TlbEntry {
+                tag: e.tag | code,
+                off,
+            };
         }
     }
 
@@ -173,12 +217,14 @@ impl Hart {
     #[inline(always)]
     pub(crate) fn fetch<B: Bus>(&mut self, bus: &mut B, pc: u64) -> Result<u32, Trap> {
         let po = (pc & 0xfff) as usize;
-        if pc >> 12 == self.fetch_tag && po <= 0xffc {
-            return Ok(self.mem.load(self.fetch_off + po, 4) as u32);
+        let e = self.tlb_x[(pc >> 12) as usize & TLB_MASK];
+        if e.tag == self.fetch_tag(pc >> 12) && po <= 0xffc {
+            return Ok(self.mem.load(e.off + po, 4) as u32);
         }
         self.fetch_slow(bus, pc)
     }
 
+    #[cold]
     #[inline(never)]
     fn fetch_slow<B: Bus>(&mut self, bus: &mut B, pc: u64) -> Result<u32, Trap> {
         let pa = self.translate(pc, Access::Fetch)?;
@@ -235,6 +281,30 @@ impl Hart {
             self.mem.store(e.off + (addr & 0xfff) as usize, N, v);
             return Ok(());
         }
+        self.store_code::<B, N>(bus, addr, v)
+    }
+
+    /// The store path for pages that hold decoded code (and any TLB miss).
+    #[cold]
+    #[inline(never)]
+    fn store_code<B: Bus, const N: usize>(
+        &mut self,
+        bus: &mut B,
+        addr: u64,
+        v: u64,
+    ) -> Result<(), Trap> {
+        let vpn = addr >> 12;
+        let i = vpn as usize & TLB_MASK;
+        let e = self.tlb_w[i];
+        if e.tag == vpn | self.tlb_ctx | CODE_TAG && addr & (N as u64 - 1) == 0 {
+            if !self.mem.code.is_live(e.off >> 12) {
+                self.tlb_w[i].tag &= !CODE_TAG;
+            }
+            let off = e.off + (addr & 0xfff) as usize;
+            self.mem.store(off, N, v);
+            self.note_ram_write(off, N);
+            return Ok(());
+        }
         self.store_slow(bus, addr, N, v)
     }
 
@@ -252,6 +322,7 @@ impl Hart {
         Ok((pa0, pa1))
     }
 
+    #[cold]
     #[inline(never)]
     fn load_slow<B: Bus>(&mut self, bus: &mut B, addr: u64, n: usize) -> Result<u64, Trap> {
         if addr & (n as u64 - 1) == 0 {
@@ -272,6 +343,7 @@ impl Hart {
         Ok(v)
     }
 
+    #[cold]
     #[inline(never)]
     fn store_slow<B: Bus>(&mut self, bus: &mut B, addr: u64, n: usize, v: u64) -> Result<(), Trap> {
         if addr & (n as u64 - 1) == 0 {
@@ -321,6 +393,7 @@ impl Hart {
     ) -> Result<(), Trap> {
         if let Some(off) = self.mem.offset(pa, n as u64) {
             self.mem.store(off, n, v);
+            self.note_ram_write(off, n);
             return Ok(());
         }
         let ok = bus.write(pa, n as u8, v & mask(n));
@@ -336,6 +409,7 @@ impl Hart {
     fn after_mmio<B: Bus>(&mut self, bus: &mut B, write: bool) {
         self.irq_lines = bus.irq_lines() & crate::csr::IRQ_LINES;
         self.irq_check = true;
+        self.block_exit = true;
         if write && bus.stop_requested() {
             self.stop = true;
         }

@@ -923,3 +923,56 @@ fn test_tsr_makes_sret_illegal_and_tw_makes_wfi_illegal_in_s() {
     run(&mut h, 1);
     assert_eq!((h.state().csr.mcause, h.state().csr.mepc), (2, RAM + 0x100));
 }
+
+// ---- decoded-instruction cache coherence ----
+
+#[test]
+fn test_store_over_already_executed_code_is_seen_on_next_execution() {
+    // The first pass patches "addi x1, x1, 1" into "addi x1, x1, 100"
+    // while it is decoded; the second pass must run the new instruction.
+    let mut h = hart(&[
+        addi(1, 1, 1),  // 0: patched
+        sw(2, 3, 0),    // 4: store x3 at RAM
+        b(1, 1, 4, -8), // 8: bne x1, x4, 0
+    ]);
+    h.set_x(2, RAM);
+    h.set_x(3, u64::from(addi(1, 1, 100)));
+    h.set_x(4, 101);
+    let exit = run(&mut h, 6);
+    assert_eq!(exit, Exit::BudgetExhausted);
+    assert_eq!(h.x(1), 101);
+    assert_eq!(h.pc(), RAM + 12);
+}
+
+#[test]
+fn test_write_bytes_over_decoded_code_is_seen_by_the_hart() {
+    let mut h = hart(&[addi(1, 1, 1), jal(0, -4)]);
+    run(&mut h, 4);
+    assert_eq!(h.x(1), 2);
+    poke(&mut h, RAM, &[addi(1, 1, 10)]);
+    run(&mut h, 2);
+    assert_eq!(h.x(1), 12);
+}
+
+#[test]
+fn test_budget_ends_exactly_inside_a_straight_line_block() {
+    let mut h = hart(&[addi(1, 1, 1); 64]);
+    for _ in 0..7 {
+        run(&mut h, 3);
+    }
+    assert_eq!(h.icount(), 21);
+    assert_eq!(h.x(1), 21);
+    assert_eq!(h.pc(), RAM + 84);
+}
+
+#[test]
+fn test_execution_falls_through_a_page_boundary() {
+    let mut mem = Memory::new(RAM, 4 << 20);
+    mem.write_bytes(RAM + 0xff8, &words(&[addi(1, 1, 1); 4]))
+        .expect("in RAM");
+    let mut h = Hart::new(mem);
+    h.set_pc(RAM + 0xff8);
+    run(&mut h, 4);
+    assert_eq!(h.x(1), 4);
+    assert_eq!(h.pc(), RAM + 0x1008);
+}

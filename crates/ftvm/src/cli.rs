@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Boot a virtual machine (by default the fetched Debian guest).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the default guest images.
     Images {
         #[command(subcommand)]
@@ -59,6 +59,11 @@ pub struct VmArgs {
     /// Kernel command line.
     #[arg(long)]
     cmdline: Option<String>,
+    /// A shell command for the default guest's /init to run instead of a
+    /// shell, of any length (passed as `ftvm.cmd64=BASE64` on the kernel
+    /// command line; the words after ` -- ` are limited to 32 by the kernel).
+    #[arg(long)]
+    guest_cmd: Option<String>,
     /// RAM size, e.g. 512M or 1G.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory: u64,
@@ -252,7 +257,43 @@ fn read_image(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// Standard base64 (RFC 4648 §4) with padding.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 impl VmArgs {
+    /// The kernel command line: `--cmdline` (or the default), plus the
+    /// `--guest-cmd` for the initramfs.
+    fn kernel_cmdline(&self) -> String {
+        let mut cmdline = self
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+        if let Some(cmd) = &self.guest_cmd {
+            cmdline.push_str(" ftvm.cmd64=");
+            cmdline.push_str(&base64(cmd.as_bytes()));
+        }
+        cmdline
+    }
+
     /// Records the command-line order of the device flags, which is the order
     /// of the virtio slots.
     fn set_order(&mut self, matches: &ArgMatches) {
@@ -346,10 +387,7 @@ impl VmArgs {
             firmware: read_image("firmware", &firmware_path)?,
             kernel: kernel_path.map(|p| read_image("kernel", &p)).transpose()?,
             initrd: initrd_path.map(|p| read_image("initrd", &p)).transpose()?,
-            cmdline: self
-                .cmdline
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+            cmdline: self.kernel_cmdline(),
             virtio: Vec::new(),
         })
     }
@@ -363,7 +401,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         args.vm.set_order(sub);
     }
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Images { command } => images(command),
     }
 }
@@ -485,6 +523,14 @@ mod tests {
         assert_eq!(
             args.vm.order,
             vec![DeviceRef::Net(0), DeviceRef::Rng, DeviceRef::Disk(0)]
+        );
+    }
+
+    #[test]
+    fn test_base64_matches_rfc_4648_vectors() {
+        assert_eq!(
+            ["", "f", "fo", "foo", "foob", "fooba", "foobar"].map(|s| base64(s.as_bytes())),
+            ["", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"].map(String::from)
         );
     }
 

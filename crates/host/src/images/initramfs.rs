@@ -67,19 +67,31 @@ while read -r module; do
 		echo "ftvm-guest: cannot load module $module"
 done </lib/modules/load-order
 echo "ftvm-guest: ready"
+# The command to run: ftvm.cmd64=BASE64 (any length; the kernel ignores dotted
+# parameters it does not know), else everything after " -- " (the kernel hands
+# those words to init as arguments and panics beyond 32 of them).
 cmdline=$(cat /proc/cmdline)
-case "$cmdline" in
-*" -- "*)
-	sh -c "${cmdline#* -- }"
-	;;
-*)
-	if command -v cttyhack >/dev/null; then
-		setsid cttyhack sh
-	else
-		sh
-	fi
-	;;
-esac
+cmd=
+set -f
+for word in $cmdline; do
+	case "$word" in
+	ftvm.cmd64=*) cmd=$(echo "${word#ftvm.cmd64=}" | base64 -d) ;;
+	--) break ;;
+	esac
+done
+set +f
+if [ -z "$cmd" ]; then
+	case "$cmdline" in
+	*" -- "*) cmd="${cmdline#* -- }" ;;
+	esac
+fi
+if [ -n "$cmd" ]; then
+	sh -c "$cmd"
+elif command -v cttyhack >/dev/null; then
+	setsid cttyhack sh
+else
+	sh
+fi
 sync
 poweroff -f
 "#;

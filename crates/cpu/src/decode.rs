@@ -1,0 +1,459 @@
+//! The predecoded instruction cache.
+//!
+//! Every RAM page the hart executes from gets a lazily filled array of
+//! [`Slot`]s, one per 2-byte position: the operation and its pre-extracted
+//! operands, with compressed instructions already expanded. A slot is decoded
+//! the first time the hart executes it.
+//!
+//! A page whose slots may be in use is *live*; each live page records which
+//! of its 64-byte lines hold decoded instructions. A write to such a line
+//! (hart stores, page-table A/D updates, [`Memory::write_bytes`]) zeroes the
+//! page's slots and makes it not live. The hart's write TLB entries for live
+//! pages carry an extra tag bit, so its fast store path (one compare) misses
+//! and the slow path checks the lines; writes to the data part of a page
+//! that also holds code stay cheap. A page becomes live again the next time
+//! the hart executes from it.
+//!
+//! [`Memory::write_bytes`]: crate::Memory::write_bytes
+
+/// Slots per 4 KiB page.
+pub(crate) const SLOTS_PER_PAGE: usize = 2048;
+/// Slots per slot page: one per 2 bytes, then the `Op::PageEnd` sentinel.
+const STRIDE: usize = SLOTS_PER_PAGE + 1;
+
+/// The operation of a decoded slot. Anything without its own operation runs
+/// through the general decoder ([`Op::Raw`]), so its behavior is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub(crate) enum Op {
+    /// Not decoded yet.
+    #[default]
+    Undecoded = 0,
+    /// Fetched and executed the general way (a 32-bit instruction crossing
+    /// into the next page, or an illegal compressed one).
+    Slow,
+    /// `imm` holds the (expanded) 32-bit instruction for the general decoder.
+    Raw,
+    /// Like `Raw`, and ends the block: SYSTEM may change privilege,
+    /// translation or pending interrupts.
+    System,
+    /// Retires with no effect (ALU ops writing x0, FENCE, FENCE.I).
+    Nop,
+    /// The sentinel after a page's last slot: the block ends there.
+    PageEnd,
+    /// JAL and JALR with rd = x0.
+    J,
+    Jr,
+    Lui,
+    Auipc,
+    Jal,
+    Jalr,
+    Beq,
+    Bne,
+    Blt,
+    Bge,
+    Bltu,
+    Bgeu,
+    Lb,
+    Lh,
+    Lw,
+    Ld,
+    Lbu,
+    Lhu,
+    Lwu,
+    Sb,
+    Sh,
+    Sw,
+    Sd,
+    Addi,
+    Slti,
+    Sltiu,
+    Xori,
+    Ori,
+    Andi,
+    Slli,
+    Srli,
+    Srai,
+    Addiw,
+    Slliw,
+    Srliw,
+    Sraiw,
+    Add,
+    Sub,
+    Sll,
+    Slt,
+    Sltu,
+    Xor,
+    Srl,
+    Sra,
+    Or,
+    And,
+    Mul,
+    Mulh,
+    Mulhsu,
+    Mulhu,
+    Div,
+    Divu,
+    Rem,
+    Remu,
+    Addw,
+    Subw,
+    Sllw,
+    Srlw,
+    Sraw,
+    Mulw,
+    Divw,
+    Divuw,
+    Remw,
+    Remuw,
+    Fld,
+    Fsd,
+}
+
+/// One decoded instruction in 8 bytes; for [`Op::Raw`] and [`Op::System`],
+/// `imm` is the (expanded) instruction. `half` is the length in 2-byte units,
+/// in its own byte: the next slot of straight-line code is one load and one
+/// add away, which is the interpreter's critical path.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub(crate) struct Slot {
+    pub(crate) op: Op,
+    pub(crate) half: u8,
+    /// rd | rs1 << 5 | rs2 << 10.
+    regs: u16,
+    pub(crate) imm: i32,
+}
+
+impl Slot {
+    pub(crate) const EMPTY: Slot = Slot {
+        op: Op::Undecoded,
+        half: 0,
+        regs: 0,
+        imm: 0,
+    };
+
+    fn new(op: Op, rd: u8, rs1: u8, rs2: u8, len: u8, imm: i32) -> Slot {
+        Slot {
+            op,
+            half: len / 2,
+            regs: u16::from(rd & 31) | u16::from(rs1 & 31) << 5 | u16::from(rs2 & 31) << 10,
+            imm,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn rd(self) -> usize {
+        usize::from(self.regs & 31)
+    }
+
+    #[inline(always)]
+    pub(crate) fn rs1(self) -> usize {
+        usize::from((self.regs >> 5) & 31)
+    }
+
+    #[inline(always)]
+    pub(crate) fn rs2(self) -> usize {
+        usize::from((self.regs >> 10) & 31)
+    }
+
+    /// The instruction length in bytes.
+    #[inline(always)]
+    pub(crate) fn len(self) -> u64 {
+        u64::from(self.half) * 2
+    }
+
+    /// A slot executed the general way.
+    pub(crate) fn slow() -> Slot {
+        Slot::new(Op::Slow, 0, 0, 0, 0, 0)
+    }
+}
+
+fn imm_i(i: u32) -> i32 {
+    (i as i32) >> 20
+}
+fn imm_s(i: u32) -> i32 {
+    (((i & 0xfe00_0000) as i32) >> 20) | ((i >> 7) & 31) as i32
+}
+fn imm_b(i: u32) -> i32 {
+    (((i & 0x8000_0000) as i32) >> 19)
+        | ((i & 0x80) << 4) as i32
+        | ((i >> 20) & 0x7e0) as i32
+        | ((i >> 7) & 0x1e) as i32
+}
+fn imm_j(i: u32) -> i32 {
+    (((i & 0x8000_0000) as i32) >> 11)
+        | (i & 0xf_f000) as i32
+        | ((i >> 9) & 0x800) as i32
+        | ((i >> 20) & 0x7fe) as i32
+}
+
+/// Decodes a 32-bit instruction (possibly expanded from a compressed one).
+pub(crate) fn decode(i: u32, compressed: bool) -> Slot {
+    let rd = ((i >> 7) & 31) as u8;
+    let rs1 = ((i >> 15) & 31) as u8;
+    let rs2 = ((i >> 20) & 31) as u8;
+    let f3 = (i >> 12) & 7;
+    let f7 = i >> 25;
+    let raw = |op: Op| (op, i as i32);
+    let (op, imm) = match i & 0x7f {
+        0x37 => nop_if_x0((Op::Lui, (i & 0xffff_f000) as i32), rd),
+        0x17 => nop_if_x0((Op::Auipc, (i & 0xffff_f000) as i32), rd),
+        0x6f if rd == 0 => (Op::J, imm_j(i)),
+        0x6f => (Op::Jal, imm_j(i)),
+        0x67 if f3 == 0 && rd == 0 => (Op::Jr, imm_i(i)),
+        0x67 if f3 == 0 => (Op::Jalr, imm_i(i)),
+        // A load into x0 still accesses memory: the general path does it.
+        0x03 if rd == 0 => raw(Op::Raw),
+        0x63 => match f3 {
+            0 => (Op::Beq, imm_b(i)),
+            1 => (Op::Bne, imm_b(i)),
+            4 => (Op::Blt, imm_b(i)),
+            5 => (Op::Bge, imm_b(i)),
+            6 => (Op::Bltu, imm_b(i)),
+            7 => (Op::Bgeu, imm_b(i)),
+            _ => raw(Op::Raw),
+        },
+        0x03 => {
+            let op = match f3 {
+                0 => Op::Lb,
+                1 => Op::Lh,
+                2 => Op::Lw,
+                3 => Op::Ld,
+                4 => Op::Lbu,
+                5 => Op::Lhu,
+                6 => Op::Lwu,
+                _ => Op::Raw,
+            };
+            if op == Op::Raw {
+                raw(Op::Raw)
+            } else {
+                (op, imm_i(i))
+            }
+        }
+        0x23 => match f3 {
+            0 => (Op::Sb, imm_s(i)),
+            1 => (Op::Sh, imm_s(i)),
+            2 => (Op::Sw, imm_s(i)),
+            3 => (Op::Sd, imm_s(i)),
+            _ => raw(Op::Raw),
+        },
+        0x13 => {
+            let sh = ((i >> 20) & 63) as i32;
+            let r = match (f3, i >> 26) {
+                (0, _) => (Op::Addi, imm_i(i)),
+                (1, 0) => (Op::Slli, sh),
+                (2, _) => (Op::Slti, imm_i(i)),
+                (3, _) => (Op::Sltiu, imm_i(i)),
+                (4, _) => (Op::Xori, imm_i(i)),
+                (5, 0) => (Op::Srli, sh),
+                (5, 0x10) => (Op::Srai, sh),
+                (6, _) => (Op::Ori, imm_i(i)),
+                (7, _) => (Op::Andi, imm_i(i)),
+                _ => raw(Op::Raw),
+            };
+            nop_if_x0(r, rd)
+        }
+        0x1b => {
+            let sh = ((i >> 20) & 31) as i32;
+            let r = match (f3, f7) {
+                (0, _) => (Op::Addiw, imm_i(i)),
+                (1, 0) => (Op::Slliw, sh),
+                (5, 0) => (Op::Srliw, sh),
+                (5, 0x20) => (Op::Sraiw, sh),
+                _ => raw(Op::Raw),
+            };
+            nop_if_x0(r, rd)
+        }
+        0x33 => {
+            let op = match (f7, f3) {
+                (0, 0) => Op::Add,
+                (0x20, 0) => Op::Sub,
+                (0, 1) => Op::Sll,
+                (0, 2) => Op::Slt,
+                (0, 3) => Op::Sltu,
+                (0, 4) => Op::Xor,
+                (0, 5) => Op::Srl,
+                (0x20, 5) => Op::Sra,
+                (0, 6) => Op::Or,
+                (0, 7) => Op::And,
+                (1, 0) => Op::Mul,
+                (1, 1) => Op::Mulh,
+                (1, 2) => Op::Mulhsu,
+                (1, 3) => Op::Mulhu,
+                (1, 4) => Op::Div,
+                (1, 5) => Op::Divu,
+                (1, 6) => Op::Rem,
+                (1, 7) => Op::Remu,
+                _ => Op::Raw,
+            };
+            if op == Op::Raw {
+                raw(Op::Raw)
+            } else {
+                nop_if_x0((op, 0), rd)
+            }
+        }
+        0x3b => {
+            let op = match (f7, f3) {
+                (0, 0) => Op::Addw,
+                (0x20, 0) => Op::Subw,
+                (0, 1) => Op::Sllw,
+                (0, 5) => Op::Srlw,
+                (0x20, 5) => Op::Sraw,
+                (1, 0) => Op::Mulw,
+                (1, 4) => Op::Divw,
+                (1, 5) => Op::Divuw,
+                (1, 6) => Op::Remw,
+                (1, 7) => Op::Remuw,
+                _ => Op::Raw,
+            };
+            if op == Op::Raw {
+                raw(Op::Raw)
+            } else {
+                nop_if_x0((op, 0), rd)
+            }
+        }
+        0x0f if f3 <= 1 => (Op::Nop, 0),
+        0x07 if f3 == 3 => (Op::Fld, imm_i(i)),
+        0x27 if f3 == 3 => (Op::Fsd, imm_s(i)),
+        0x73 => raw(Op::System),
+        _ => raw(Op::Raw),
+    };
+    Slot::new(op, rd, rs1, rs2, if compressed { 2 } else { 4 }, imm)
+}
+
+/// Integer computations whose destination is x0 have no effect.
+fn nop_if_x0(r: (Op, i32), rd: u8) -> (Op, i32) {
+    if rd == 0 && r.0 != Op::Raw {
+        (Op::Nop, 0)
+    } else {
+        r
+    }
+}
+
+/// Decoded pages, indexed by RAM page number.
+#[derive(Default)]
+pub(crate) struct CodeCache {
+    /// Per RAM page: 1 + index of its slot page in `slots`, or 0.
+    map: Vec<u32>,
+    /// Per RAM page: its slots may hold decoded instructions.
+    live: Vec<bool>,
+    /// Per RAM page: which 64-byte lines hold decoded instructions.
+    lines: Vec<u64>,
+    /// Slot pages, `STRIDE` slots each (the last is the sentinel). Never
+    /// shrinks: a page that is
+    /// written keeps its slot page, zeroed.
+    pub(crate) slots: Vec<Slot>,
+}
+
+impl CodeCache {
+    /// A cache for `pages` whole RAM pages.
+    pub(crate) fn new(pages: usize) -> CodeCache {
+        CodeCache {
+            map: vec![0; pages],
+            live: vec![false; pages],
+            lines: vec![0; pages],
+            slots: Vec::new(),
+        }
+    }
+
+    /// Whether RAM page `page` may hold decoded instructions.
+    #[inline(always)]
+    pub(crate) fn is_live(&self, page: usize) -> bool {
+        self.live.get(page).copied().unwrap_or(false)
+    }
+
+    /// Notes that the slot at page offset `po` of live page `page` (at
+    /// slot index `idx`) now holds an instruction of `len` bytes.
+    pub(crate) fn store_slot(&mut self, page: usize, idx: usize, po: usize, s: Slot) {
+        if let Some(l) = self.lines.get_mut(page) {
+            let last = (po + (s.len() as usize).max(1) - 1).min(0xfff);
+            *l |= 1 << (po >> 6) | 1 << (last >> 6);
+        }
+        if let Some(slot) = self.slots.get_mut(idx) {
+            *slot = s;
+        }
+    }
+
+    /// Whether a write of RAM offsets `off..off+n` (within one page) hits
+    /// decoded instructions.
+    #[inline(always)]
+    pub(crate) fn hits(&self, off: usize, n: usize) -> bool {
+        let page = off >> 12;
+        if !self.is_live(page) {
+            return false;
+        }
+        let lines = self.lines.get(page).copied().unwrap_or(0);
+        let mask = 1u64 << ((off & 0xfff) >> 6) | 1u64 << (((off + n - 1) & 0xfff) >> 6);
+        lines & mask != 0
+    }
+
+    /// Forgets the decoded instructions of RAM page `page`.
+    pub(crate) fn invalidate(&mut self, page: usize) {
+        if let Some(l) = self.live.get_mut(page) {
+            *l = false;
+        }
+        let Some(lines) = self.lines.get_mut(page) else {
+            return;
+        };
+        let mut bits = std::mem::take(lines);
+        let Some(&m) = self.map.get(page) else {
+            return;
+        };
+        if m == 0 {
+            return;
+        }
+        let base = (m as usize - 1) * STRIDE;
+        while bits != 0 {
+            let line = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let start = base + line * 32;
+            if let Some(s) = self.slots.get_mut(start..start + 32) {
+                s.fill(Slot::EMPTY);
+            }
+        }
+    }
+
+    /// Forgets decoded instructions in RAM offsets `start..end`.
+    pub(crate) fn invalidate_range(&mut self, start: usize, end: usize) {
+        if start >= end {
+            return;
+        }
+        for page in start >> 12..=(end - 1) >> 12 {
+            if self.is_live(page) {
+                self.invalidate(page);
+            }
+        }
+    }
+
+    /// Makes `page` live and returns the index of its first slot, and
+    /// whether it just became live (write TLB entries to it must go).
+    /// `None` if `page` is not a whole RAM page.
+    #[inline(always)]
+    pub(crate) fn enter(&mut self, page: usize) -> Option<(usize, bool)> {
+        if let (Some(&m), Some(&true)) = (self.map.get(page), self.live.get(page)) {
+            if m != 0 {
+                return Some(((m as usize - 1) * STRIDE, false));
+            }
+        }
+        self.enter_slow(page)
+    }
+
+    #[inline(never)]
+    fn enter_slow(&mut self, page: usize) -> Option<(usize, bool)> {
+        let m = *self.map.get(page)?;
+        let m = if m == 0 {
+            let n = self.slots.len() / STRIDE + 1;
+            let n32 = u32::try_from(n).ok()?;
+            self.slots
+                .resize(self.slots.len() + SLOTS_PER_PAGE, Slot::EMPTY);
+            self.slots.push(Slot::new(Op::PageEnd, 0, 0, 0, 0, 0));
+            self.map[page] = n32;
+            n
+        } else {
+            m as usize
+        };
+        let fresh = !self.live[page];
+        self.live[page] = true;
+        Some(((m - 1) * STRIDE, fresh))
+    }
+}
