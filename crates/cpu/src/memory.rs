@@ -31,6 +31,9 @@ pub struct Memory {
     generation: u64,
     /// Decoded instructions of the pages the hart executes from.
     pub(crate) code: CodeCache,
+    /// One bit per 4 KiB page that may have been written since the last
+    /// [`Memory::take_dirty`]: a superset of the pages really written.
+    dirty: Vec<u64>,
 }
 
 impl Memory {
@@ -43,9 +46,10 @@ impl Memory {
         let pages = data.len() >> 12;
         Memory {
             base,
-            data,
             generation: 0,
             code: CodeCache::new(pages),
+            dirty: vec![0; (data.len() >> 12).div_ceil(64) + 1],
+            data,
         }
     }
 
@@ -96,9 +100,38 @@ impl Memory {
     pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let r = self.range(addr, data.len())?;
         self.code.invalidate_range(r.start, r.end);
+        if !data.is_empty() {
+            for page in r.start >> 12..=(r.end - 1) >> 12 {
+                self.mark_dirty(page << 12);
+            }
+        }
         self.data[r].copy_from_slice(data);
         self.generation = self.generation.wrapping_add(1);
         Ok(())
+    }
+
+    /// Notes that the page holding RAM offset `off` may have been written.
+    #[inline(always)]
+    pub(crate) fn mark_dirty(&mut self, off: usize) {
+        let page = off >> 12;
+        if let Some(w) = self.dirty.get_mut(page >> 6) {
+            *w |= 1 << (page & 63);
+        }
+    }
+
+    /// The RAM page numbers (offset / 4096) that may have been written since
+    /// the last call, in increasing order; clears the record. The hart must
+    /// also forget its write translations (see `Hart::take_dirty_pages`).
+    pub(crate) fn take_dirty(&mut self) -> Vec<usize> {
+        let mut pages = Vec::new();
+        for (i, w) in self.dirty.iter_mut().enumerate() {
+            let mut bits = std::mem::take(w);
+            while bits != 0 {
+                pages.push(i * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+        pages
     }
 
     /// The offset into RAM of physical `addr` if `len` bytes from there are RAM.

@@ -64,6 +64,15 @@ impl Access {
 }
 
 impl Hart {
+    /// The RAM pages (offset / 4096, increasing) that may have been written
+    /// since the last call, by the hart or through [`Memory::write_bytes`]:
+    /// a superset of the pages really written. Forgets the write
+    /// translations, so later stores are seen again.
+    pub fn take_dirty_pages(&mut self) -> Vec<usize> {
+        self.tlb_w.fill(TlbEntry::EMPTY);
+        self.mem.take_dirty()
+    }
+
     /// Forgets every cached translation (`sfence.vma`, `satp` writes).
     pub(crate) fn flush_tlb(&mut self) {
         self.tlb_r.fill(TlbEntry::EMPTY);
@@ -171,6 +180,7 @@ impl Hart {
             let new = pte | PTE_A | if acc == Access::Store { PTE_D } else { 0 };
             if new != pte {
                 self.mem.store(pte_off, 8, new);
+                self.mem.mark_dirty(pte_off);
                 self.note_ram_write(pte_off, 8);
                 pte = new;
             }
@@ -200,6 +210,10 @@ impl Hart {
         // A successful store walk implies the page is readable too.
         self.tlb_r[i] = e;
         if writable {
+            // Stores through this entry take the fast path, which does not
+            // track dirty pages: the page counts as written from now on
+            // (until `take_dirty_pages` forgets the entry).
+            self.mem.mark_dirty(off);
             let code = if self.mem.code.is_live(off >> 12) {
                 CODE_TAG
             } else {
@@ -393,6 +407,7 @@ impl Hart {
     ) -> Result<(), Trap> {
         if let Some(off) = self.mem.offset(pa, n as u64) {
             self.mem.store(off, n, v);
+            self.mem.mark_dirty(off);
             self.note_ram_write(off, n);
             return Ok(());
         }

@@ -976,3 +976,22 @@ fn test_execution_falls_through_a_page_boundary() {
     assert_eq!(h.x(1), 4);
     assert_eq!(h.pc(), RAM + 0x1008);
 }
+
+// ---- dirty pages ----
+
+#[test]
+fn test_dirty_pages_report_stores_made_after_the_previous_report() {
+    // sd x0, 0(x1) twice, with x1 = RAM + 0x3000; a report between them.
+    let mut h = hart(&[sd(1, 0, 0), sd(1, 0, 0)]);
+    h.set_x(1, RAM + 0x3000);
+    run(&mut h, 1);
+    let first = h.take_dirty_pages();
+    let quiet = h.take_dirty_pages();
+    run(&mut h, 1);
+    let again = h.take_dirty_pages();
+
+    assert!(
+        first.contains(&3) && quiet.is_empty() && again == vec![3],
+        "{first:?} {quiet:?} {again:?}"
+    );
+}

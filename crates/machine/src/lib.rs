@@ -7,6 +7,7 @@
 //! idles when the guest waits for an interrupt. Inside a slice everything is a
 //! function of the machine state alone.
 
+pub mod digest;
 pub mod environment;
 pub mod fdt;
 pub mod layout;
@@ -135,6 +136,7 @@ pub struct Machine {
     /// Highest time handed to the guest so far: time never goes backwards.
     mtime: u64,
     wall_clock_base_ns: u64,
+    ram_hasher: digest::RamHasher,
 }
 
 impl Machine {
@@ -159,6 +161,7 @@ impl Machine {
             config,
             mtime: 0,
             wall_clock_base_ns: 0,
+            ram_hasher: digest::RamHasher::default(),
         };
         machine.reset(env)?;
         Ok(machine)
@@ -214,6 +217,7 @@ impl Machine {
         self.board = Board::new(rom::reset_rom(firmware.entry, fdt_addr, next_addr), virtio);
         self.mtime = 0;
         self.wall_clock_base_ns = env.wall_clock_base_ns();
+        self.ram_hasher = digest::RamHasher::default();
         Ok(())
     }
 
@@ -319,6 +323,16 @@ impl Machine {
         self.board
             .rtc
             .set_now_ns(self.wall_clock_base_ns.saturating_add(ns));
+    }
+
+    /// A digest of the whole machine state. Cheap after the first call: only
+    /// RAM pages written since the previous digest are hashed again.
+    pub fn digest(&mut self) -> digest::Digest {
+        let dirty = self.hart.take_dirty_pages();
+        let ram = self
+            .ram_hasher
+            .update(self.hart.memory().as_bytes(), &dirty);
+        digest::digest(&self.hart, &self.board, ram)
     }
 
     /// The hart.

@@ -11,6 +11,8 @@ const INSTRUCTIONS: u64 = 150_000_000;
 
 struct Run {
     console: Vec<u8>,
+    digests: Vec<ftvm_machine::digest::Digest>,
+    final_ram_rehashed: u64,
     state: ftvm_cpu::HartState,
     ram_digest: u64,
 }
@@ -39,6 +41,8 @@ fn boot_once() -> Run {
     let mut env = VirtualEnvironment::new();
     let mut machine = Machine::new(config, &mut env).expect("machine builds");
     let mut console = Vec::new();
+    let mut digests = Vec::new();
+    let mut next_digest = 0;
     while machine.icount() < INSTRUCTIONS {
         let step = machine.step(&mut env).expect("step");
         console.extend(machine.take_console_output());
@@ -48,9 +52,18 @@ fn boot_once() -> Run {
             "console so far:\n{}",
             String::from_utf8_lossy(&console)
         );
+        if machine.icount() >= next_digest {
+            digests.push(machine.digest());
+            next_digest += 10_000_000;
+        }
     }
+    digests.push(machine.digest());
+    let final_ram_rehashed =
+        ftvm_machine::digest::RamHasher::default().update(machine.hart().memory().as_bytes(), &[]);
     Run {
         console,
+        digests,
+        final_ram_rehashed,
         state: machine.hart().state(),
         ram_digest: digest(machine.hart().memory().as_bytes()),
     }
@@ -67,7 +80,25 @@ fn test_two_boots_in_the_same_environment_are_bit_identical() {
         String::from_utf8_lossy(&first.console)
     );
     assert_eq!(
-        (&first.console, &first.state, first.ram_digest),
-        (&second.console, &second.state, second.ram_digest)
+        (
+            &first.console,
+            &first.state,
+            first.ram_digest,
+            &first.digests
+        ),
+        (
+            &second.console,
+            &second.state,
+            second.ram_digest,
+            &second.digests
+        )
     );
+}
+
+#[test]
+fn test_incremental_digest_of_ram_matches_a_full_rehash_after_a_boot() {
+    let run = boot_once();
+
+    let last = run.digests.last().expect("at least one digest");
+    assert_eq!(last.ram, run.final_ram_rehashed);
 }

@@ -1,0 +1,404 @@
+//! The entries of the log and their payload encodings (see the crate docs for the table).
+
+use ftvm_devices::virtio::{BackendCompletion, BackendRequest, BlockOp};
+
+/// The log format version this build reads and writes.
+pub const VERSION: u16 = 1;
+
+/// The opening of every log: the stream header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The format version ([`VERSION`] for a log this build writes).
+    pub version: u16,
+    /// The machine configuration the log was recorded with, written and read by the
+    /// machine crate (image paths and hashes, memory size, command line, devices);
+    /// opaque to the log.
+    pub config: Vec<u8>,
+}
+
+impl Header {
+    /// A header of the current [`VERSION`] carrying `config`.
+    pub fn new(config: Vec<u8>) -> Self {
+        Header {
+            version: VERSION,
+            config,
+        }
+    }
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndStatus {
+    /// The guest powered off with this exit status.
+    PowerOff(u32),
+    /// The guest waits for an interrupt that nothing can ever raise.
+    Stuck,
+    /// The user stopped the machine.
+    Stopped,
+    /// The guest asked for a reboot and the machine was configured to stop there
+    /// instead of resetting (a reset that goes on is deterministic and not logged).
+    Reboot,
+}
+
+/// One entry of the log: an answer the host gave at the event boundary, an output
+/// of the machine that replay checks, or a marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The answer of `Environment::now`.
+    Now {
+        /// The guest time base (`mtime`).
+        mtime: u64,
+    },
+    /// The answer of `Environment::idle`.
+    Idle {
+        /// The time the guest woke at; `None`: nothing could ever wake it.
+        woke_at: Option<u64>,
+    },
+    /// The answer of `Environment::console_input`. Never empty: no entry means no
+    /// input ([`LogWriter::write`](crate::LogWriter::write) skips an empty one).
+    ConsoleInput {
+        /// The bytes typed.
+        bytes: Vec<u8>,
+    },
+    /// The answer of `Environment::wall_clock_base_ns`.
+    WallClock {
+        /// Nanoseconds since the Unix epoch at `mtime` 0.
+        ns: u64,
+    },
+    /// The answer of `Environment::rng_seed`.
+    RngSeed {
+        /// The device tree's `rng-seed`.
+        seed: [u8; 32],
+    },
+    /// A request the machine handed to a host backend: an output, logged so that
+    /// replay can check it is produced again (a replayed write is checked, not performed).
+    Submit {
+        /// The virtio slot.
+        slot: u8,
+        /// The request.
+        request: BackendRequest,
+    },
+    /// A backend completion applied at this icount.
+    Completion {
+        /// The virtio slot.
+        slot: u8,
+        /// The completion.
+        completion: BackendCompletion,
+    },
+    /// A digest of the machine's state (RAM, CPU, devices) at this icount.
+    Digest {
+        /// The digest.
+        digest: [u8; 32],
+    },
+    /// The recording ended; nothing follows.
+    End {
+        /// Why.
+        status: EndStatus,
+    },
+}
+
+/// Kind bytes of the frames (0 is never used, so a zeroed region is no frame).
+pub(crate) mod kind {
+    pub(crate) const NOW: u8 = 1;
+    pub(crate) const IDLE: u8 = 2;
+    pub(crate) const CONSOLE_INPUT: u8 = 3;
+    pub(crate) const WALL_CLOCK: u8 = 4;
+    pub(crate) const RNG_SEED: u8 = 5;
+    pub(crate) const SUBMIT: u8 = 6;
+    pub(crate) const COMPLETION: u8 = 7;
+    pub(crate) const DIGEST: u8 = 8;
+    pub(crate) const END: u8 = 9;
+}
+
+// Tags inside payloads.
+const NONE: u8 = 0;
+const SOME: u8 = 1;
+const REQUEST_BLOCK: u8 = 0;
+const REQUEST_NET_TX: u8 = 1;
+const REQUEST_ENTROPY: u8 = 2;
+const OP_READ: u8 = 0;
+const OP_WRITE: u8 = 1;
+const OP_FLUSH: u8 = 2;
+const OP_DISCARD: u8 = 3;
+const COMPLETION_BLOCK: u8 = 0;
+const COMPLETION_NET_RX: u8 = 1;
+const COMPLETION_ENTROPY: u8 = 2;
+const END_POWER_OFF: u8 = 0;
+const END_STUCK: u8 = 1;
+const END_STOPPED: u8 = 2;
+const END_REBOOT: u8 = 3;
+
+/// A byte string too long for its `u32` length prefix.
+#[derive(Debug)]
+pub(crate) struct TooLong;
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), TooLong> {
+    let len = u32::try_from(bytes.len()).map_err(|_| TooLong)?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+impl Event {
+    /// The frame kind byte.
+    pub(crate) fn kind(&self) -> u8 {
+        match self {
+            Event::Now { .. } => kind::NOW,
+            Event::Idle { .. } => kind::IDLE,
+            Event::ConsoleInput { .. } => kind::CONSOLE_INPUT,
+            Event::WallClock { .. } => kind::WALL_CLOCK,
+            Event::RngSeed { .. } => kind::RNG_SEED,
+            Event::Submit { .. } => kind::SUBMIT,
+            Event::Completion { .. } => kind::COMPLETION,
+            Event::Digest { .. } => kind::DIGEST,
+            Event::End { .. } => kind::END,
+        }
+    }
+
+    /// Appends the payload to `out`.
+    pub(crate) fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), TooLong> {
+        match self {
+            Event::Now { mtime } => out.extend_from_slice(&mtime.to_le_bytes()),
+            Event::Idle { woke_at: None } => out.push(NONE),
+            Event::Idle { woke_at: Some(t) } => {
+                out.push(SOME);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Event::ConsoleInput { bytes } => put_bytes(out, bytes)?,
+            Event::WallClock { ns } => out.extend_from_slice(&ns.to_le_bytes()),
+            Event::RngSeed { seed } => out.extend_from_slice(seed),
+            Event::Submit { slot, request } => {
+                out.push(*slot);
+                encode_request(out, request)?;
+            }
+            Event::Completion { slot, completion } => {
+                out.push(*slot);
+                encode_completion(out, completion)?;
+            }
+            Event::Digest { digest } => out.extend_from_slice(digest),
+            Event::End { status } => match status {
+                EndStatus::PowerOff(code) => {
+                    out.push(END_POWER_OFF);
+                    out.extend_from_slice(&code.to_le_bytes());
+                }
+                EndStatus::Stuck => out.push(END_STUCK),
+                EndStatus::Stopped => out.push(END_STOPPED),
+                EndStatus::Reboot => out.push(END_REBOOT),
+            },
+        }
+        Ok(())
+    }
+
+    /// Decodes the payload of a frame of kind `kind`; the whole payload must be used.
+    pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Event, DecodeError> {
+        let mut d = Decoder { rest: payload };
+        let event = match kind {
+            kind::NOW => Event::Now { mtime: d.u64()? },
+            kind::IDLE => Event::Idle {
+                woke_at: match d.u8()? {
+                    NONE => None,
+                    SOME => Some(d.u64()?),
+                    _ => {
+                        return Err(malformed(
+                            "idle wake-up tag is neither 0 (none) nor 1 (some)",
+                        ))
+                    }
+                },
+            },
+            kind::CONSOLE_INPUT => {
+                let bytes = d.bytes()?;
+                if bytes.is_empty() {
+                    return Err(malformed("console input is empty"));
+                }
+                Event::ConsoleInput { bytes }
+            }
+            kind::WALL_CLOCK => Event::WallClock { ns: d.u64()? },
+            kind::RNG_SEED => Event::RngSeed { seed: d.array()? },
+            kind::SUBMIT => Event::Submit {
+                slot: d.u8()?,
+                request: decode_request(&mut d)?,
+            },
+            kind::COMPLETION => Event::Completion {
+                slot: d.u8()?,
+                completion: decode_completion(&mut d)?,
+            },
+            kind::DIGEST => Event::Digest { digest: d.array()? },
+            kind::END => Event::End {
+                status: match d.u8()? {
+                    END_POWER_OFF => EndStatus::PowerOff(d.u32()?),
+                    END_STUCK => EndStatus::Stuck,
+                    END_STOPPED => EndStatus::Stopped,
+                    END_REBOOT => EndStatus::Reboot,
+                    _ => return Err(malformed("end status tag is not 0 to 3")),
+                },
+            },
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        if !d.rest.is_empty() {
+            return Err(malformed("bytes left over after the event"));
+        }
+        Ok(event)
+    }
+}
+
+fn encode_request(out: &mut Vec<u8>, request: &BackendRequest) -> Result<(), TooLong> {
+    match request {
+        BackendRequest::Block { id, op } => {
+            out.push(REQUEST_BLOCK);
+            out.extend_from_slice(&id.to_le_bytes());
+            match op {
+                BlockOp::Read { sector, len } => {
+                    out.push(OP_READ);
+                    out.extend_from_slice(&sector.to_le_bytes());
+                    out.extend_from_slice(&len.to_le_bytes());
+                }
+                BlockOp::Write { sector, data } => {
+                    out.push(OP_WRITE);
+                    out.extend_from_slice(&sector.to_le_bytes());
+                    put_bytes(out, data)?;
+                }
+                BlockOp::Flush => out.push(OP_FLUSH),
+                BlockOp::Discard { sector, sectors } => {
+                    out.push(OP_DISCARD);
+                    out.extend_from_slice(&sector.to_le_bytes());
+                    out.extend_from_slice(&sectors.to_le_bytes());
+                }
+            }
+        }
+        BackendRequest::NetTx { frame } => {
+            out.push(REQUEST_NET_TX);
+            put_bytes(out, frame)?;
+        }
+        BackendRequest::Entropy { id, len } => {
+            out.push(REQUEST_ENTROPY);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn decode_request(d: &mut Decoder<'_>) -> Result<BackendRequest, DecodeError> {
+    Ok(match d.u8()? {
+        REQUEST_BLOCK => BackendRequest::Block {
+            id: d.u64()?,
+            op: match d.u8()? {
+                OP_READ => BlockOp::Read {
+                    sector: d.u64()?,
+                    len: d.u32()?,
+                },
+                OP_WRITE => BlockOp::Write {
+                    sector: d.u64()?,
+                    data: d.bytes()?,
+                },
+                OP_FLUSH => BlockOp::Flush,
+                OP_DISCARD => BlockOp::Discard {
+                    sector: d.u64()?,
+                    sectors: d.u64()?,
+                },
+                _ => return Err(malformed("block operation tag is not 0 to 3")),
+            },
+        },
+        REQUEST_NET_TX => BackendRequest::NetTx { frame: d.bytes()? },
+        REQUEST_ENTROPY => BackendRequest::Entropy {
+            id: d.u64()?,
+            len: d.u32()?,
+        },
+        _ => return Err(malformed("backend request tag is not 0 to 2")),
+    })
+}
+
+fn encode_completion(out: &mut Vec<u8>, completion: &BackendCompletion) -> Result<(), TooLong> {
+    match completion {
+        BackendCompletion::Block { id, status, data } => {
+            out.push(COMPLETION_BLOCK);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.push(*status);
+            put_bytes(out, data)?;
+        }
+        BackendCompletion::NetRx { frame } => {
+            out.push(COMPLETION_NET_RX);
+            put_bytes(out, frame)?;
+        }
+        BackendCompletion::Entropy { id, data } => {
+            out.push(COMPLETION_ENTROPY);
+            out.extend_from_slice(&id.to_le_bytes());
+            put_bytes(out, data)?;
+        }
+    }
+    Ok(())
+}
+
+fn decode_completion(d: &mut Decoder<'_>) -> Result<BackendCompletion, DecodeError> {
+    Ok(match d.u8()? {
+        COMPLETION_BLOCK => BackendCompletion::Block {
+            id: d.u64()?,
+            status: d.u8()?,
+            data: d.bytes()?,
+        },
+        COMPLETION_NET_RX => BackendCompletion::NetRx { frame: d.bytes()? },
+        COMPLETION_ENTROPY => BackendCompletion::Entropy {
+            id: d.u64()?,
+            data: d.bytes()?,
+        },
+        _ => return Err(malformed("backend completion tag is not 0 to 2")),
+    })
+}
+
+/// Why a payload did not decode.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// The kind byte names no event.
+    UnknownKind(u8),
+    /// The payload does not match its kind.
+    Malformed(&'static str),
+}
+
+fn malformed(what: &'static str) -> DecodeError {
+    DecodeError::Malformed(what)
+}
+
+/// Reads little-endian fields off the front of a payload.
+struct Decoder<'a> {
+    rest: &'a [u8],
+}
+
+impl Decoder<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(malformed("payload ends inside a field"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A byte string: `u32` length, then the bytes. The length is checked against
+    /// what is left of the payload before anything is allocated.
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let len = usize::try_from(self.u32()?)
+            .map_err(|_| malformed("byte string longer than the payload"))?;
+        if len > self.rest.len() {
+            return Err(malformed("byte string longer than the payload"));
+        }
+        Ok(self.take(len)?.to_vec())
+    }
+}

@@ -1,0 +1,88 @@
+//! The record/replay log of ftvm: a versioned, framed, checksummed stream of
+//! `(icount, event)` entries (DESIGN.md §2).
+//!
+//! The primary logs every non-deterministic input with the retired-instruction
+//! count at which it took effect, and the outputs replay must check; the backup (or
+//! `ftvm replay`) gives the same answers back at the same icounts (Scales et al.
+//! 2010, §2.1). The stream is read front to back with no seeking, one frame at a
+//! time, so it works the same over a file and over the logging channel's TCP stream.
+//!
+//! # Layout
+//!
+//! All integers are little-endian. The stream is a header followed by frames:
+//!
+//! ```text
+//! header
+//! +----------+---------+------------+----------------+----------+
+//! | magic    | version | config_len | config         | crc32c   |
+//! | 8 bytes  | u16     | u32        | config_len     | u32      |
+//! | FTVMLOG\0| = 1     | <= 16 MiB  | opaque bytes   | magic..config
+//! +----------+---------+------------+----------------+----------+
+//!
+//! frame (repeated; 25 bytes + payload)
+//! +---------+---------+---------+------+-----------------+----------+
+//! | len     | seq     | icount  | kind | payload         | crc32c   |
+//! | u32     | u64     | u64     | u8   | len bytes       | u32      |
+//! | payload | 0,1,2,..| never   | 1..9 | kind-specific   | seq..payload
+//! | length  | no gaps | goes back      |                 |          |
+//! +---------+---------+---------+------+-----------------+----------+
+//! ```
+//!
+//! `len` is at most [`MAX_FRAME_LEN`] and is checked before anything is
+//! allocated. The checksum is CRC-32C (Castagnoli). The stream may end after any
+//! complete frame (a primary that died); [`Event::End`], if present, is the last
+//! frame.
+//!
+//! # Payloads
+//!
+//! `bytes` is a byte string: `u32` length, then that many bytes. Tags are `u8`.
+//!
+//! | kind | event          | payload |
+//! |------|----------------|---------|
+//! | 1    | `Now`          | `mtime: u64` |
+//! | 2    | `Idle`         | tag 0 (`None`) \| tag 1, `woke_at: u64` |
+//! | 3    | `ConsoleInput` | `bytes` (never empty) |
+//! | 4    | `WallClock`    | `ns: u64` |
+//! | 5    | `RngSeed`      | `seed: [u8; 32]` |
+//! | 6    | `Submit`       | `slot: u8`, request (below) |
+//! | 7    | `Completion`   | `slot: u8`, completion (below) |
+//! | 8    | `Digest`       | `digest: [u8; 32]` |
+//! | 9    | `End`          | tag 0, `status: u32` (power off) \| 1 stuck \| 2 stopped \| 3 reboot |
+//!
+//! Request: tag 0 block, `id: u64`, op: (0 read, `sector: u64`, `len: u32` \|
+//! 1 write, `sector: u64`, `data: bytes` \| 2 flush \| 3 discard, `sector: u64`,
+//! `sectors: u64`); tag 1 net transmit, `frame: bytes`; tag 2 entropy, `id: u64`,
+//! `len: u32`.
+//!
+//! Completion: tag 0 block, `id: u64`, `status: u8`, `data: bytes`; tag 1 net
+//! receive, `frame: bytes`; tag 2 entropy, `id: u64`, `data: bytes`.
+//!
+//! A payload must be used exactly: leftover bytes are an error, so every log has
+//! one encoding and decoding then re-encoding gives the same bytes.
+
+mod crc;
+mod error;
+mod event;
+mod reader;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::LogError;
+pub use event::{EndStatus, Event, Header, VERSION};
+pub use reader::{decode_all, Entry, LogReader};
+pub use writer::LogWriter;
+
+/// The first eight bytes of every log.
+pub const MAGIC: [u8; 8] = *b"FTVMLOG\0";
+
+/// The largest frame payload, in bytes (64 MiB): larger than any single virtio
+/// request or completion the machine produces, small enough to hold in memory.
+pub const MAX_FRAME_LEN: u32 = 64 << 20;
+
+/// The largest configuration record in the header, in bytes (16 MiB).
+pub const MAX_CONFIG_LEN: u32 = 16 << 20;
+
+/// Bytes of a frame besides its payload: `len`, `seq`, `icount`, `kind`, `crc32c`.
+const FRAME_OVERHEAD: usize = 4 + 8 + 8 + 1 + 4;
