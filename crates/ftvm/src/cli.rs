@@ -4,6 +4,7 @@ use crate::console::{Console, SerialTarget};
 use crate::live::{event_channel, EventSender, LiveBackend, LiveEnvironment};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ftvm_host::backends::{Disk, Entropy, Tap};
+use ftvm_machine::replay::Recorder;
 use ftvm_machine::{Machine, MachineConfig, Step, VirtioConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ struct Cli {
 enum Command {
     /// Boot a virtual machine (by default the fetched Debian guest).
     Run(Box<RunArgs>),
+    /// Replay a recording made with `ftvm run --record`: the guest's console
+    /// as it was, then a summary. Needs no host devices.
+    Replay(ReplayArgs),
     /// Manage the default guest images.
     Images {
         #[command(subcommand)]
@@ -196,7 +200,19 @@ fn parse_net(s: &str) -> Result<NetSpec, String> {
 }
 
 #[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// The log file.
+    file: PathBuf,
+    /// Where the console goes: `stdio` (default), `null` or `file=PATH`.
+    #[arg(long, default_value = "stdio", value_parser = parse_serial)]
+    serial: SerialTarget,
+}
+
+#[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// Record every non-deterministic input into this log file, for `ftvm replay`.
+    #[arg(long)]
+    record: Option<PathBuf>,
     #[command(flatten)]
     vm: VmArgs,
     /// Where the console goes: `stdio` (default; Ctrl-A x quits) or `file=PATH`.
@@ -356,7 +372,7 @@ impl VmArgs {
 
     /// Builds the machine configuration, filling in the fetched default guest
     /// for whatever was not given.
-    pub fn config(&self) -> anyhow::Result<MachineConfig> {
+    pub fn config(&self) -> anyhow::Result<(MachineConfig, crate::record::ImagePaths)> {
         let explicit = self.firmware.is_some() || self.kernel.is_some();
         let defaults = if explicit {
             None
@@ -382,14 +398,26 @@ impl VmArgs {
         if initrd_path.is_some() && kernel_path.is_none() {
             anyhow::bail!("--initrd needs --kernel");
         }
-        Ok(MachineConfig {
+        let config = MachineConfig {
             memory_size: self.memory,
             firmware: read_image("firmware", &firmware_path)?,
-            kernel: kernel_path.map(|p| read_image("kernel", &p)).transpose()?,
-            initrd: initrd_path.map(|p| read_image("initrd", &p)).transpose()?,
+            kernel: kernel_path
+                .as_ref()
+                .map(|p| read_image("kernel", p))
+                .transpose()?,
+            initrd: initrd_path
+                .as_ref()
+                .map(|p| read_image("initrd", p))
+                .transpose()?,
             cmdline: self.kernel_cmdline(),
             virtio: Vec::new(),
-        })
+        };
+        let paths = crate::record::ImagePaths {
+            firmware: firmware_path,
+            kernel: kernel_path,
+            initrd: initrd_path,
+        };
+        Ok((config, paths))
     }
 }
 
@@ -402,6 +430,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Replay(args) => replay(args),
         Command::Images { command } => images(command),
     }
 }
@@ -430,24 +459,46 @@ fn images(command: ImagesCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut config = args.vm.config()?;
+    let (mut config, paths) = args.vm.config()?;
     let (events, rx) = event_channel();
     let (virtio, backends) = args.vm.open_devices(&events)?;
     config.virtio = virtio;
     let mut console = Console::open(&args.serial, events.sender())?;
     let mut env = LiveEnvironment::new(rx, console.has_input(), backends);
-    let mut machine = Machine::new(config, &mut env)?;
+    let quit = env.quit_flag();
     let started = std::time::Instant::now();
-    let outcome = loop {
-        let step = machine.step(&mut env);
-        let out = machine.take_console_output();
-        if !out.is_empty() {
-            console.write(&out);
-        }
-        match step {
-            Ok(Step::Running | Step::Reboot) if !env.quit_requested() => {}
-            other => break other,
-        }
+    let mut log_bytes = None;
+    let (machine, outcome) = if let Some(log_path) = &args.record {
+        let writer = crate::record::create_log(log_path, &config, &paths)?;
+        let mut recorder = Recorder::new(&mut env, writer);
+        let mut machine = Machine::new(config, &mut recorder)?;
+        let outcome = crate::record::record(&mut machine, &mut recorder, &mut |m, _| {
+            let out = m.take_console_output();
+            if !out.is_empty() {
+                console.write(&out);
+            }
+            quit.get()
+        });
+        log_bytes = Some(recorder.bytes_written());
+        recorder
+            .finish()
+            .map_err(|e| anyhow::anyhow!("cannot write the log {}: {e}", log_path.display()))?;
+        (machine, outcome)
+    } else {
+        let mut machine = Machine::new(config, &mut env)?;
+        let outcome = loop {
+            let step = machine.step(&mut env);
+            let out = machine.take_console_output();
+            if !out.is_empty() {
+                console.write(&out);
+            }
+            match step {
+                Ok(Step::Running | Step::Reboot) if !quit.get() => {}
+                Ok(Step::Reboot) => break Ok(Step::Running),
+                other => break other.map_err(anyhow::Error::from),
+            }
+        };
+        (machine, outcome)
     };
     console.restore();
     env.shutdown();
@@ -458,6 +509,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("icount_user={}", machine.hart().user_icount());
         eprintln!("host_seconds={secs:.3}");
         eprintln!("mips={:.1}", total as f64 / secs / 1e6);
+        if let Some(bytes) = log_bytes {
+            let guest = machine.mtime() as f64 / ftvm_machine::layout::TIMEBASE_HZ as f64;
+            eprintln!("log_bytes={bytes}");
+            eprintln!("guest_seconds={guest:.3}");
+        }
     }
     match outcome? {
         Step::PowerOff(status) => Ok(ExitCode::from(status.min(255) as u8)),
@@ -468,6 +524,39 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("\r\nftvm: terminated by the user");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (events, _rx) = event_channel();
+    let to_stdout = matches!(args.serial, SerialTarget::Stdio);
+    let target = match args.serial {
+        SerialTarget::Stdio => SerialTarget::Null,
+        other => other,
+    };
+    let mut console = Console::open(&target, events.sender())?;
+    let mut stdout = std::io::stdout();
+    let summary = crate::record::replay_file(&args.file, &mut |bytes| {
+        if to_stdout {
+            use std::io::Write;
+            let _ = stdout.write_all(bytes);
+            let _ = stdout.flush();
+        } else {
+            console.write(bytes);
+        }
+    })?;
+    eprintln!(
+        "replayed {} instructions, {:.3} guest seconds in {:.3} host seconds; {} digests and {} outputs checked; the recorded run ended with {:?}",
+        summary.instructions,
+        summary.guest_seconds,
+        summary.host_seconds,
+        summary.digests_checked,
+        summary.outputs_checked,
+        summary.end
+    );
+    match summary.end {
+        Step::PowerOff(status) => Ok(ExitCode::from(status.min(255) as u8)),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

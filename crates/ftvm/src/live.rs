@@ -100,7 +100,7 @@ pub struct LiveEnvironment {
     pending: Vec<(usize, BackendCompletion)>,
     backends: Vec<Option<LiveBackend>>,
     in_flight: usize,
-    quit: bool,
+    quit: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 /// Makes the channel every host event arrives on.
@@ -125,13 +125,13 @@ impl LiveEnvironment {
             pending: Vec::new(),
             backends: backends.into_iter().map(Some).collect(),
             in_flight: 0,
-            quit: false,
+            quit: Default::default(),
         }
     }
 
-    /// True once the user asked to quit (Ctrl-A x).
-    pub fn quit_requested(&self) -> bool {
-        self.quit
+    /// A flag that turns true once the user asks to quit (Ctrl-A x).
+    pub fn quit_flag(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
+        self.quit.clone()
     }
 
     /// Stops the backends, letting them finish what is in flight.
@@ -151,7 +151,7 @@ impl LiveEnvironment {
     fn accept(&mut self, event: HostEvent) {
         match event {
             HostEvent::Console(b) => self.pending_input.extend_from_slice(&b),
-            HostEvent::Quit => self.quit = true,
+            HostEvent::Quit => self.quit.set(true),
             HostEvent::Completion(slot, c) => {
                 if !matches!(c, BackendCompletion::NetRx { .. }) {
                     self.in_flight = self.in_flight.saturating_sub(1);
@@ -175,7 +175,7 @@ impl Environment for LiveEnvironment {
 
     fn idle(&mut self, _icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
         self.poll();
-        if !self.pending_input.is_empty() || !self.pending.is_empty() || self.quit {
+        if !self.pending_input.is_empty() || !self.pending.is_empty() || self.quit.get() {
             return Some(self.ticks());
         }
         let wait = match deadline {

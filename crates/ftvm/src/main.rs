@@ -6,6 +6,7 @@
 mod cli;
 mod console;
 mod live;
+mod record;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,7 @@ pub mod environment;
 pub mod fdt;
 pub mod layout;
 pub mod loader;
+pub mod replay;
 pub mod rom;
 
 mod board;

@@ -1,0 +1,497 @@
+//! Record and replay at the event boundary.
+//!
+//! [`Recorder`] wraps the live [`Environment`] and logs every answer that
+//! crosses the boundary, with the icount at which it took effect, plus every
+//! request the machine hands to a backend and periodic state digests.
+//! [`Replayer`] is an environment that answers from such a log instead of the
+//! host: it needs no host devices (disk read data comes from the log, writes
+//! are checked against the log, not performed), it skips idle time at once,
+//! and it stops with a [`ReplayError`] naming the first icount at which the
+//! machine did something other than what was recorded.
+//!
+//! [`drive`] is the loop both use: step the machine, take a digest every
+//! [`DIGEST_INTERVAL`] instructions, and end the log with the run's outcome.
+//! Because the machine is deterministic, the recording run and the replay
+//! call the environment in the same order at the same icounts.
+
+use crate::digest::Digest;
+use crate::{Environment, Machine, Step};
+use ftvm_devices::{BackendCompletion, BackendRequest};
+use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter};
+use std::io::{Read, Write};
+
+/// Instructions between two state digests in a log.
+pub const DIGEST_INTERVAL: u64 = 50_000_000;
+
+/// Why a replay stopped before the end of the recording.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log cannot be read.
+    #[error("cannot read the log: {0}")]
+    Log(#[from] LogError),
+    /// The machine asked for something the log does not have next.
+    #[error("replay diverged at icount {icount}: the machine {wanted}, but the log has {found}")]
+    Diverged {
+        /// Where.
+        icount: u64,
+        /// What the machine did.
+        wanted: String,
+        /// What the log holds next.
+        found: String,
+    },
+    /// A state digest differs from the recorded one.
+    #[error("replay diverged at icount {icount}: the state digest differs in {parts}")]
+    DigestMismatch {
+        /// Where.
+        icount: u64,
+        /// Which parts differ (registers, CSRs, devices, RAM).
+        parts: String,
+    },
+    /// The log ended before the run did.
+    #[error("the log ends at icount {icount} before the recorded run ended")]
+    LogEnded {
+        /// Where.
+        icount: u64,
+    },
+}
+
+/// A recording environment: answers come from `inner` and are logged.
+pub struct Recorder<'a, W: Write> {
+    inner: &'a mut dyn Environment,
+    log: LogWriter<W>,
+    error: Option<std::io::Error>,
+    /// The highest icount logged: a reboot starts the hart's count again,
+    /// while the log's icounts never go back (the replayer clamps the same way).
+    last_icount: u64,
+}
+
+impl<'a, W: Write> Recorder<'a, W> {
+    /// Records the answers of `inner` into `log`.
+    pub fn new(inner: &'a mut dyn Environment, log: LogWriter<W>) -> Self {
+        Recorder {
+            inner,
+            log,
+            error: None,
+            last_icount: 0,
+        }
+    }
+
+    fn put(&mut self, icount: u64, event: Event) {
+        let icount = icount.max(self.last_icount);
+        self.last_icount = icount;
+        if self.error.is_none() {
+            if let Err(e) = self.log.write(icount, &event) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The first error writing the log, if any.
+    pub fn error(&self) -> Option<&std::io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.log.bytes_written()
+    }
+
+    /// Flushes and returns the log writer.
+    pub fn finish(mut self) -> std::io::Result<LogWriter<W>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.log.flush()?;
+        Ok(self.log)
+    }
+}
+
+impl<W: Write> Environment for Recorder<'_, W> {
+    fn now(&mut self, icount: u64) -> u64 {
+        let mtime = self.inner.now(icount);
+        self.put(icount, Event::Now { mtime });
+        mtime
+    }
+
+    fn idle(&mut self, icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
+        let woke_at = self.inner.idle(icount, now, deadline);
+        self.put(icount, Event::Idle { woke_at });
+        woke_at
+    }
+
+    fn console_input(&mut self, icount: u64, max: usize) -> Vec<u8> {
+        let bytes = self.inner.console_input(icount, max);
+        if !bytes.is_empty() {
+            self.put(
+                icount,
+                Event::ConsoleInput {
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        bytes
+    }
+
+    fn wall_clock_base_ns(&mut self) -> u64 {
+        let ns = self.inner.wall_clock_base_ns();
+        self.put(self.last_icount, Event::WallClock { ns });
+        ns
+    }
+
+    fn rng_seed(&mut self) -> [u8; 32] {
+        let seed = self.inner.rng_seed();
+        self.put(self.last_icount, Event::RngSeed { seed });
+        seed
+    }
+
+    fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        self.put(
+            icount,
+            Event::Submit {
+                slot: slot as u8,
+                request: request.clone(),
+            },
+        );
+        self.inner.submit(icount, slot, request);
+    }
+
+    fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
+        let done = self.inner.completions(icount);
+        for (slot, completion) in &done {
+            self.put(
+                icount,
+                Event::Completion {
+                    slot: *slot as u8,
+                    completion: completion.clone(),
+                },
+            );
+        }
+        done
+    }
+}
+
+/// What a replay went through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Log entries consumed.
+    pub entries: u64,
+    /// Digests compared.
+    pub digests_checked: u64,
+    /// Disk writes and frames checked against the log.
+    pub outputs_checked: u64,
+}
+
+/// A replaying environment: every answer comes from the log.
+pub struct Replayer<R: Read> {
+    log: LogReader<R>,
+    next: Option<Entry>,
+    error: Option<ReplayError>,
+    stats: ReplayStats,
+    /// The highest icount matched so far (see [`Recorder`]).
+    last_icount: u64,
+}
+
+fn describe(entry: &Option<Entry>) -> String {
+    match entry {
+        None => "nothing more".to_string(),
+        Some(e) => {
+            let kind = match &e.event {
+                Event::Now { .. } => "a time reading",
+                Event::Idle { .. } => "an idle period",
+                Event::ConsoleInput { .. } => "console input",
+                Event::WallClock { .. } => "the wall clock",
+                Event::RngSeed { .. } => "the rng seed",
+                Event::Submit { .. } => "a backend request",
+                Event::Completion { .. } => "a backend completion",
+                Event::Digest { .. } => "a state digest",
+                Event::End { .. } => "the end of the run",
+            };
+            format!("{kind} at icount {} (entry {})", e.icount, e.seq)
+        }
+    }
+}
+
+impl<R: Read> Replayer<R> {
+    /// Replays `log` (its header already read).
+    pub fn new(log: LogReader<R>) -> Self {
+        let mut r = Replayer {
+            log,
+            next: None,
+            error: None,
+            stats: ReplayStats::default(),
+            last_icount: 0,
+        };
+        r.advance();
+        r
+    }
+
+    fn advance(&mut self) {
+        match self.log.next() {
+            Ok(entry) => self.next = entry,
+            Err(e) => {
+                self.next = None;
+                if self.error.is_none() {
+                    self.error = Some(ReplayError::Log(e));
+                }
+            }
+        }
+    }
+
+    /// Takes the next entry if `accept` says it answers the current call.
+    fn take<T>(&mut self, icount: u64, accept: impl Fn(&Event) -> Option<T>) -> Option<T> {
+        let icount = icount.max(self.last_icount);
+        let entry = self.next.as_ref()?;
+        if entry.icount != icount {
+            return None;
+        }
+        let value = accept(&entry.event)?;
+        self.last_icount = icount;
+        self.stats.entries += 1;
+        self.advance();
+        Some(value)
+    }
+
+    /// Takes the next entry, which must answer the current call.
+    fn expect<T>(
+        &mut self,
+        icount: u64,
+        wanted: &str,
+        accept: impl Fn(&Event) -> Option<T>,
+    ) -> Option<T> {
+        if self.error.is_some() {
+            return None;
+        }
+        let value = self.take(icount, accept);
+        if value.is_none() && self.error.is_none() {
+            self.error = Some(ReplayError::Diverged {
+                icount,
+                wanted: wanted.to_string(),
+                found: describe(&self.next),
+            });
+        }
+        value
+    }
+
+    /// The error that stopped the replay, if any.
+    pub fn error(&self) -> Option<&ReplayError> {
+        self.error.as_ref()
+    }
+
+    /// Takes the error that stopped the replay.
+    pub fn take_error(&mut self) -> Option<ReplayError> {
+        self.error.take()
+    }
+
+    /// What the replay went through so far.
+    pub fn stats(&self) -> ReplayStats {
+        self.stats
+    }
+
+    /// Compares a digest of the replaying machine with the recorded one.
+    pub fn check_digest(&mut self, icount: u64, digest: Digest) {
+        let recorded = self.expect(icount, "took a state digest", |e| match e {
+            Event::Digest { digest } => Some(Digest::from_bytes(*digest)),
+            _ => None,
+        });
+        if let Some(recorded) = recorded {
+            self.stats.digests_checked += 1;
+            if recorded != digest {
+                self.error = Some(ReplayError::DigestMismatch {
+                    icount,
+                    parts: recorded.differences(&digest).join(", "),
+                });
+            }
+        }
+    }
+
+    /// Checks the recorded end of the run.
+    pub fn check_end(&mut self, icount: u64, status: EndStatus) {
+        let recorded = self.expect(icount, "ended the run", |e| match e {
+            Event::End { status } => Some(*status),
+            _ => None,
+        });
+        if let Some(recorded) = recorded {
+            if recorded != status {
+                self.error = Some(ReplayError::Diverged {
+                    icount,
+                    wanted: format!("ended the run with {status:?}"),
+                    found: format!("an end with {recorded:?}"),
+                });
+            }
+        }
+    }
+
+    /// True when the log holds the end of the run next (a recording that
+    /// the user stopped, or one cut short, ends here).
+    pub fn at_end(&self) -> bool {
+        matches!(
+            self.next,
+            Some(Entry {
+                event: Event::End { .. },
+                ..
+            })
+        )
+    }
+
+    /// The recorded end status, if the log's next entry is the end.
+    pub fn recorded_end(&self) -> Option<EndStatus> {
+        match &self.next {
+            Some(Entry {
+                event: Event::End { status },
+                ..
+            }) => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl<R: Read> Environment for Replayer<R> {
+    fn now(&mut self, icount: u64) -> u64 {
+        self.expect(icount, "read the time", |e| match e {
+            Event::Now { mtime } => Some(*mtime),
+            _ => None,
+        })
+        .unwrap_or(0)
+    }
+
+    fn idle(&mut self, icount: u64, now: u64, _deadline: Option<u64>) -> Option<u64> {
+        if self.error.is_some() {
+            return None;
+        }
+        self.expect(icount, "went idle", |e| match e {
+            Event::Idle { woke_at } => Some(*woke_at),
+            _ => None,
+        })
+        .unwrap_or(Some(now))
+    }
+
+    fn console_input(&mut self, icount: u64, _max: usize) -> Vec<u8> {
+        self.take(icount, |e| match e {
+            Event::ConsoleInput { bytes } => Some(bytes.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+    }
+
+    fn wall_clock_base_ns(&mut self) -> u64 {
+        self.expect(self.last_icount, "read the wall clock", |e| match e {
+            Event::WallClock { ns } => Some(*ns),
+            _ => None,
+        })
+        .unwrap_or(0)
+    }
+
+    fn rng_seed(&mut self) -> [u8; 32] {
+        self.expect(self.last_icount, "read the rng seed", |e| match e {
+            Event::RngSeed { seed } => Some(*seed),
+            _ => None,
+        })
+        .unwrap_or([0; 32])
+    }
+
+    fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        let wanted = format!("sent {request:?} to slot {slot}");
+        let matched = self.expect(icount, &wanted, |e| match e {
+            Event::Submit {
+                slot: s,
+                request: r,
+            } => Some(usize::from(*s) == slot && *r == request),
+            _ => None,
+        });
+        match matched {
+            Some(true) => self.stats.outputs_checked += 1,
+            Some(false) => {
+                self.error = Some(ReplayError::Diverged {
+                    icount,
+                    wanted: truncate(wanted),
+                    found: "a different backend request".to_string(),
+                })
+            }
+            None => {}
+        }
+    }
+
+    fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
+        let mut done = Vec::new();
+        while let Some(c) = self.take(icount, |e| match e {
+            Event::Completion { slot, completion } => {
+                Some((usize::from(*slot), completion.clone()))
+            }
+            _ => None,
+        }) {
+            done.push(c);
+        }
+        done
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// The end of a run, as logged.
+pub fn end_status(step: Step) -> EndStatus {
+    match step {
+        Step::PowerOff(status) => EndStatus::PowerOff(status),
+        Step::Stuck => EndStatus::Stuck,
+        Step::Reboot => EndStatus::Reboot,
+        Step::Running => EndStatus::Stopped,
+    }
+}
+
+/// Where a digest belongs in the loop: after any step that crossed a
+/// multiple of [`DIGEST_INTERVAL`].
+pub fn digest_due(before: u64, after: u64) -> bool {
+    before / DIGEST_INTERVAL != after / DIGEST_INTERVAL
+}
+
+/// Steps `machine` once while recording, logging a digest when one is due.
+pub fn record_step<W: Write>(
+    machine: &mut Machine,
+    recorder: &mut Recorder<'_, W>,
+) -> Result<Step, crate::ConfigError> {
+    let before = machine.icount();
+    let step = machine.step(recorder)?;
+    if digest_due(before, machine.icount()) {
+        let d = machine.digest();
+        recorder.put(
+            machine.icount(),
+            Event::Digest {
+                digest: d.to_bytes(),
+            },
+        );
+    }
+    Ok(step)
+}
+
+/// Logs the end of a recorded run.
+pub fn record_end<W: Write>(machine: &Machine, recorder: &mut Recorder<'_, W>, step: Step) {
+    recorder.put(
+        machine.icount(),
+        Event::End {
+            status: end_status(step),
+        },
+    );
+}
+
+/// Steps `machine` once while replaying, checking a digest when one is due.
+pub fn replay_step<R: Read>(
+    machine: &mut Machine,
+    replayer: &mut Replayer<R>,
+) -> Result<Step, crate::ConfigError> {
+    let before = machine.icount();
+    let step = machine.step(replayer)?;
+    if replayer.error().is_none() && digest_due(before, machine.icount()) {
+        let d = machine.digest();
+        replayer.check_digest(machine.icount(), d);
+    }
+    Ok(step)
+}
