@@ -1,0 +1,10 @@
+//! cargo-fuzz target `nbd_handshake`: the body is `handshake` in `fuzz/bodies/nbd.rs`, which
+//! the stable corpus tests run too.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../bodies/nbd.rs"]
+mod nbd;
+
+fuzz_target!(|data: &[u8]| nbd::handshake(data));
