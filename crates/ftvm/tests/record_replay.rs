@@ -133,9 +133,12 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The bytes read so far and whether the stream has ended.
+type Progress = Mutex<(Vec<u8>, bool)>;
+
 /// Output collected from a child by a reader thread.
 #[derive(Clone, Default)]
-struct Collected(Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>);
+struct Collected(Arc<(Progress, Condvar)>);
 
 impl Collected {
     fn attach(&self, mut source: impl Read + Send + 'static) -> std::thread::JoinHandle<()> {
