@@ -756,7 +756,8 @@ mod tests {
     fn test_init_prints_ready_line_and_runs_command_after_separator_or_in_cmd64() {
         assert!(INIT_SCRIPT.contains(&format!("echo \"{READY_LINE}\"\n")));
         assert!(INIT_SCRIPT.contains(r#"*" -- "*) cmd="${cmdline#* -- }" ;;"#));
-        assert!(INIT_SCRIPT.contains(r#"ftvm.cmd64=*) cmd=$(echo "${word#ftvm.cmd64=}" | base64 -d) ;;"#));
+        assert!(INIT_SCRIPT
+            .contains(r#"ftvm.cmd64=*) cmd=$(echo "${word#ftvm.cmd64=}" | base64 -d) ;;"#));
         assert!(INIT_SCRIPT.contains("\tsh -c \"$cmd\"\n"));
         assert!(INIT_SCRIPT.ends_with("sync\npoweroff -f\n"));
     }
