@@ -220,7 +220,7 @@ pub fn replay_file(path: &Path, output: &mut dyn FnMut(&[u8])) -> anyhow::Result
         match step {
             Step::Running | Step::Reboot => {}
             Step::PowerOff(_) | Step::Stuck => {
-                replayer.check_end(machine.icount(), replay::end_status(step));
+                replay::replay_end(&mut machine, &mut replayer, step);
                 if let Some(e) = replayer.take_error() {
                     return Err(e.into());
                 }

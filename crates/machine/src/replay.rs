@@ -473,13 +473,38 @@ pub fn record_step<W: Write>(
 }
 
 /// Logs the end of a recorded run.
-pub fn record_end<W: Write>(machine: &Machine, recorder: &mut Recorder<'_, W>, step: Step) {
+///
+/// A run that ended by itself (power-off, or stuck) also gets a final digest,
+/// so that a divergence after the last periodic digest is still detected. A
+/// run the user stopped gets none: its replay ends before that point.
+pub fn record_end<W: Write>(machine: &mut Machine, recorder: &mut Recorder<'_, W>, step: Step) {
+    if matches!(step, Step::PowerOff(_) | Step::Stuck) {
+        let d = machine.digest();
+        recorder.put(
+            machine.icount(),
+            Event::Digest {
+                digest: d.to_bytes(),
+            },
+        );
+    }
     recorder.put(
         machine.icount(),
         Event::End {
             status: end_status(step),
         },
     );
+}
+
+/// Checks the end of a replayed run that ended by itself: the final digest
+/// (see [`record_end`]), then the recorded end status.
+pub fn replay_end<R: Read>(machine: &mut Machine, replayer: &mut Replayer<R>, step: Step) {
+    if replayer.error().is_none() {
+        let d = machine.digest();
+        replayer.check_digest(machine.icount(), d);
+    }
+    if replayer.error().is_none() {
+        replayer.check_end(machine.icount(), end_status(step));
+    }
 }
 
 /// Steps `machine` once while replaying, checking a digest when one is due.
