@@ -464,7 +464,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (virtio, backends) = args.vm.open_devices(&events)?;
     config.virtio = virtio;
     let mut console = Console::open(&args.serial, events.sender())?;
-    let mut env = LiveEnvironment::new(rx, console.has_input(), backends);
+    let mut env = LiveEnvironment::new(rx, console.has_input(), backends)?;
     let quit = env.quit_flag();
     let started = std::time::Instant::now();
     let mut log_bytes = None;

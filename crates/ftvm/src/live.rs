@@ -101,6 +101,8 @@ pub struct LiveEnvironment {
     backends: Vec<Option<LiveBackend>>,
     in_flight: usize,
     quit: std::rc::Rc<std::cell::Cell<bool>>,
+    /// The device tree's rng-seed, read from the host's entropy at start.
+    seed: [u8; 32],
 }
 
 /// Makes the channel every host event arrives on.
@@ -110,14 +112,21 @@ pub fn event_channel() -> (EventSender, Receiver<HostEvent>) {
 }
 
 impl LiveEnvironment {
-    /// A live environment whose clock starts now.
+    /// A live environment whose clock starts now. Fails if the host's
+    /// entropy (for the rng-seed) cannot be read.
     pub fn new(
         events: Receiver<HostEvent>,
         console_input: bool,
         backends: Vec<LiveBackend>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let wakeable = console_input || backends.iter().any(|b| matches!(b, LiveBackend::Tap(_)));
-        LiveEnvironment {
+        let mut seed = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut seed))
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read the host's entropy from /dev/urandom: {e}")
+            })?;
+        Ok(LiveEnvironment {
             start: Instant::now(),
             events,
             wakeable,
@@ -126,7 +135,8 @@ impl LiveEnvironment {
             backends: backends.into_iter().map(Some).collect(),
             in_flight: 0,
             quit: Default::default(),
-        }
+            seed,
+        })
     }
 
     /// A flag that turns true once the user asks to quit (Ctrl-A x).
@@ -210,11 +220,7 @@ impl Environment for LiveEnvironment {
     }
 
     fn rng_seed(&mut self) -> [u8; 32] {
-        let mut seed = [0u8; 32];
-        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-            let _ = f.read_exact(&mut seed);
-        }
-        seed
+        self.seed
     }
 
     fn submit(&mut self, _icount: u64, slot: usize, request: BackendRequest) {
