@@ -1,0 +1,500 @@
+//! The FT protocol of ftvm (DESIGN.md §3; Scales, Nelson, Venkitachalam 2010,
+//! §2-3) as a sans-I/O state machine.
+//!
+//! A [`Node`] is one side of a pair, primary or backup. It never touches a
+//! socket, a clock or a thread: the host feeds it [`Input`]s with the time in
+//! milliseconds, and carries out the [`Effect`]s it returns. That makes the
+//! protocol testable on a simulated network that drops, delays, reorders and
+//! partitions (see `sim` in the tests), and leaves the host side a thin driver.
+//!
+//! What the node decides:
+//! - **Output rule** (primary): every output is tagged with the number of log
+//!   entries written when it was produced; [`Effect::Release`] says up to
+//!   which tag outputs may go out, which is never more than the backup has
+//!   acknowledged receiving.
+//! - **Failure detection**: heartbeats both ways every
+//!   [`Config::heartbeat_interval_ms`]; any message from the peer (heartbeat,
+//!   acknowledgement, log data) counts as a sign of life; after
+//!   [`Config::failure_timeout_ms`] of silence, or when the logging channel
+//!   breaks, the peer is suspected.
+//! - **Split brain**: a suspecting node asks the arbiter for the next epoch
+//!   ([`Effect::TestAndSet`]). Only [`ArbiterAnswer::Won`] leads to
+//!   [`Effect::GoLive`]; [`ArbiterAnswer::Lost`] halts; an unreachable
+//!   arbiter is asked again every [`Config::arbiter_retry_ms`], and the node
+//!   stays as it is meanwhile.
+//! - **Execution lag** (primary): when the backup's executed guest time lags
+//!   the primary's by more than [`Config::lag_bound_ticks`], the primary's
+//!   vCPU is slowed ([`Effect::Throttle`]) until the lag is back under half
+//!   the bound.
+
+pub mod wire;
+
+pub use wire::{Message, WireError, MESSAGE_LEN};
+
+/// Which side a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the guest live and logs.
+    Primary,
+    /// Replays the log.
+    Backup,
+}
+
+/// Timing and bounds of the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interval between two heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which the peer is suspected.
+    pub failure_timeout_ms: u64,
+    /// Interval between two attempts to reach the arbiter.
+    pub arbiter_retry_ms: u64,
+    /// Largest tolerated execution lag of the backup, in guest time-base
+    /// ticks (10 MHz).
+    pub lag_bound_ticks: u64,
+}
+
+impl Default for Config {
+    /// 50 ms heartbeats, 250 ms failure timeout, arbiter retried every
+    /// 100 ms, 100 ms of guest time of lag at most.
+    fn default() -> Self {
+        Config {
+            heartbeat_interval_ms: 50,
+            failure_timeout_ms: 250,
+            arbiter_retry_ms: 100,
+            lag_bound_ticks: 1_000_000,
+        }
+    }
+}
+
+/// Where a node stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Both sides run; the primary logs and the backup replays.
+    Paired,
+    /// The peer is suspected; the arbiter decides who goes on.
+    Arbitrating {
+        /// The epoch asked for.
+        epoch: u64,
+    },
+    /// Won the arbiter: runs as the only, live, primary.
+    Alone {
+        /// The epoch won.
+        epoch: u64,
+    },
+    /// Lost the arbiter (or was told to stop): must not run the guest.
+    Halted {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The arbiter's answer to [`Effect::TestAndSet`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArbiterAnswer {
+    /// This node holds the epoch.
+    Won,
+    /// The other node holds it.
+    Lost {
+        /// Who holds it.
+        holder: String,
+    },
+    /// The arbiter could not be reached or failed.
+    Unreachable {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// What happens to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Time passes (call at least every heartbeat interval).
+    Tick,
+    /// A message from the peer arrived (over UDP or the logging channel).
+    Message(Message),
+    /// The logging channel to the peer broke (reset, closed, write error).
+    ChannelLost,
+    /// Primary: the log holds this many entries now.
+    LogWritten {
+        /// Entries written in total.
+        entries: u64,
+    },
+    /// Backup: this many log entries have been received in total.
+    LogReceived {
+        /// Entries received in total.
+        entries: u64,
+    },
+    /// The guest has executed up to here on this node.
+    Executed {
+        /// Instructions retired.
+        icount: u64,
+        /// Guest time.
+        mtime: u64,
+    },
+    /// The arbiter answered the last [`Effect::TestAndSet`].
+    Arbiter(ArbiterAnswer),
+}
+
+/// What the host must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send a heartbeat over UDP.
+    Heartbeat(Message),
+    /// Backup: send this acknowledgement on the logging channel.
+    Ack(Message),
+    /// Primary: outputs tagged with at most `upto` log entries may go out.
+    Release {
+        /// The release bound (a count of log entries).
+        upto: u64,
+    },
+    /// Ask the arbiter, asynchronously, to claim `epoch`; answer with
+    /// [`Input::Arbiter`].
+    TestAndSet {
+        /// The epoch to claim.
+        epoch: u64,
+    },
+    /// This node runs alone from now on. Backup: replay everything received,
+    /// then switch to live backends. Primary: stop logging, release every
+    /// output held.
+    GoLive {
+        /// The epoch won.
+        epoch: u64,
+    },
+    /// Stop running the guest.
+    Halt {
+        /// Why, for the operator.
+        reason: String,
+    },
+    /// Primary: slow the vCPU down (true) or let it run freely again (false).
+    Throttle(bool),
+}
+
+/// A snapshot of a node, for `ftvm status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Role.
+    pub role: Role,
+    /// Mode.
+    pub mode: Mode,
+    /// Current epoch (0 while paired).
+    pub epoch: u64,
+    /// Primary: log entries written. Backup: entries received.
+    pub entries: u64,
+    /// Primary: entries the backup acknowledged. Backup: entries acknowledged.
+    pub acked: u64,
+    /// Primary: release bound of outputs. Backup: the primary's last report of it.
+    pub released: u64,
+    /// Primary: the backup's lag in guest ticks (0 on the backup).
+    pub lag_ticks: u64,
+    /// Whether the primary's vCPU is slowed.
+    pub throttled: bool,
+}
+
+/// One side of an FT pair.
+#[derive(Clone, Debug)]
+pub struct Node {
+    role: Role,
+    config: Config,
+    session: u64,
+    mode: Mode,
+    epoch: u64,
+    last_heard_ms: u64,
+    next_heartbeat_ms: u64,
+    /// An arbiter request is out.
+    asking: bool,
+    next_ask_ms: u64,
+    /// Primary: entries written; backup: entries received.
+    entries: u64,
+    /// Primary: entries acknowledged; backup: entries acknowledged so far.
+    acked: u64,
+    /// Primary: release bound handed out; backup: the primary's last report.
+    released: u64,
+    /// This node's executed guest time.
+    mtime: u64,
+    icount: u64,
+    /// The peer's executed guest time (primary: the backup's).
+    peer_mtime: u64,
+    throttled: bool,
+}
+
+impl Node {
+    /// A node of pair `session` whose logging channel has just been set up,
+    /// at `now_ms`.
+    pub fn new(role: Role, session: u64, config: Config, now_ms: u64) -> Node {
+        Node {
+            role,
+            config,
+            session,
+            mode: Mode::Paired,
+            epoch: 0,
+            last_heard_ms: now_ms,
+            next_heartbeat_ms: now_ms,
+            asking: false,
+            next_ask_ms: now_ms,
+            entries: 0,
+            acked: 0,
+            released: 0,
+            mtime: 0,
+            icount: 0,
+            peer_mtime: 0,
+            throttled: false,
+        }
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The pair.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The node's mode.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The primary's release bound: outputs tagged with at most this many
+    /// entries may be out. On the backup, the primary's last report of it.
+    pub fn released(&self) -> u64 {
+        self.released
+    }
+
+    /// A snapshot for `ftvm status`.
+    pub fn status(&self) -> Status {
+        Status {
+            role: self.role,
+            mode: self.mode.clone(),
+            epoch: self.epoch,
+            entries: self.entries,
+            acked: self.acked,
+            released: self.released,
+            lag_ticks: self.lag(),
+            throttled: self.throttled,
+        }
+    }
+
+    fn lag(&self) -> u64 {
+        match self.role {
+            Role::Primary => self.mtime.saturating_sub(self.peer_mtime),
+            Role::Backup => 0,
+        }
+    }
+
+    fn heartbeat(&self) -> Message {
+        Message::Heartbeat {
+            session: self.session,
+            from: self.role,
+            epoch: self.epoch,
+            released: match self.role {
+                Role::Primary => self.released,
+                Role::Backup => 0,
+            },
+            received: match self.role {
+                Role::Primary => 0,
+                Role::Backup => self.entries,
+            },
+            mtime: self.mtime,
+        }
+    }
+
+    fn ack(&mut self) -> Effect {
+        self.acked = self.entries;
+        Effect::Ack(Message::Ack {
+            session: self.session,
+            received: self.entries,
+            icount: self.icount,
+            mtime: self.mtime,
+        })
+    }
+
+    /// Feeds one input at `now_ms`; returns what to do, in order.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Tick => {}
+            Input::Message(m) => self.receive(now_ms, m, &mut out),
+            Input::ChannelLost => {
+                if self.mode == Mode::Paired {
+                    self.suspect(now_ms, &mut out);
+                }
+            }
+            Input::LogWritten { entries } => {
+                self.entries = self.entries.max(entries);
+                if let Mode::Alone { .. } = self.mode {
+                    // Nobody to wait for.
+                    self.release(self.entries, &mut out);
+                }
+            }
+            Input::LogReceived { entries } => {
+                if entries > self.entries {
+                    self.entries = entries;
+                    self.last_heard_ms = now_ms;
+                    if self.role == Role::Backup && self.mode == Mode::Paired {
+                        out.push(self.ack());
+                    }
+                }
+            }
+            Input::Executed { icount, mtime } => {
+                self.icount = self.icount.max(icount);
+                self.mtime = self.mtime.max(mtime);
+                self.check_lag(&mut out);
+            }
+            Input::Arbiter(answer) => self.arbiter(now_ms, answer, &mut out),
+        }
+        self.timers(now_ms, &mut out);
+        out
+    }
+
+    fn receive(&mut self, now_ms: u64, m: Message, out: &mut Vec<Effect>) {
+        match m {
+            Message::Heartbeat {
+                session,
+                from,
+                released,
+                mtime,
+                received,
+                ..
+            } if session == self.session && from != self.role => {
+                self.last_heard_ms = now_ms;
+                match self.role {
+                    Role::Backup => self.released = self.released.max(released),
+                    Role::Primary => {
+                        self.peer_mtime = self.peer_mtime.max(mtime);
+                        self.acknowledged(received, out);
+                        self.check_lag(out);
+                    }
+                }
+            }
+            Message::Ack {
+                session,
+                received,
+                mtime,
+                ..
+            } if session == self.session && self.role == Role::Primary => {
+                self.last_heard_ms = now_ms;
+                self.peer_mtime = self.peer_mtime.max(mtime);
+                self.acknowledged(received, out);
+                self.check_lag(out);
+            }
+            // Another pair's, our own echo, or a message for the other role:
+            // not a sign of life of our peer.
+            _ => {}
+        }
+    }
+
+    fn acknowledged(&mut self, received: u64, out: &mut Vec<Effect>) {
+        // Never trust an acknowledgement beyond what was written.
+        let received = received.min(self.entries);
+        if received > self.acked {
+            self.acked = received;
+            if self.mode == Mode::Paired {
+                self.release(received, out);
+            }
+        }
+    }
+
+    fn release(&mut self, upto: u64, out: &mut Vec<Effect>) {
+        if upto > self.released {
+            self.released = upto;
+            out.push(Effect::Release { upto });
+        }
+    }
+
+    fn check_lag(&mut self, out: &mut Vec<Effect>) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let lag = self.lag();
+        let want = self.mode == Mode::Paired
+            && if self.throttled {
+                lag > self.config.lag_bound_ticks / 2
+            } else {
+                lag > self.config.lag_bound_ticks
+            };
+        if want != self.throttled {
+            self.throttled = want;
+            out.push(Effect::Throttle(want));
+        }
+    }
+
+    fn suspect(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        let epoch = self.epoch + 1;
+        self.mode = Mode::Arbitrating { epoch };
+        self.next_ask_ms = now_ms;
+        if self.throttled {
+            self.throttled = false;
+            out.push(Effect::Throttle(false));
+        }
+    }
+
+    fn arbiter(&mut self, now_ms: u64, answer: ArbiterAnswer, out: &mut Vec<Effect>) {
+        self.asking = false;
+        let Mode::Arbitrating { epoch } = self.mode else {
+            return;
+        };
+        match answer {
+            ArbiterAnswer::Won => {
+                self.epoch = epoch;
+                self.mode = Mode::Alone { epoch };
+                out.push(Effect::GoLive { epoch });
+                if self.role == Role::Primary {
+                    self.release(self.entries, out);
+                }
+            }
+            ArbiterAnswer::Lost { holder } => {
+                let reason = format!(
+                    "the peer was suspected, but the arbiter gave epoch {epoch} to {holder}: this side halts"
+                );
+                self.mode = Mode::Halted {
+                    reason: reason.clone(),
+                };
+                out.push(Effect::Halt { reason });
+            }
+            ArbiterAnswer::Unreachable { .. } => {
+                self.next_ask_ms = now_ms + self.config.arbiter_retry_ms;
+            }
+        }
+    }
+
+    fn timers(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        if matches!(self.mode, Mode::Halted { .. }) {
+            return;
+        }
+        if self.mode == Mode::Paired
+            && now_ms.saturating_sub(self.last_heard_ms) > self.config.failure_timeout_ms
+        {
+            self.suspect(now_ms, out);
+        }
+        if let Mode::Arbitrating { epoch } = self.mode {
+            if !self.asking && now_ms >= self.next_ask_ms {
+                self.asking = true;
+                out.push(Effect::TestAndSet { epoch });
+            }
+        }
+        if self.mode == Mode::Paired && now_ms >= self.next_heartbeat_ms {
+            self.next_heartbeat_ms = now_ms + self.config.heartbeat_interval_ms;
+            out.push(Effect::Heartbeat(self.heartbeat()));
+        }
+    }
+
+    /// When the host should call [`Node::handle`] with [`Input::Tick`] next
+    /// at the latest.
+    pub fn next_deadline_ms(&self) -> u64 {
+        match self.mode {
+            Mode::Paired => self
+                .next_heartbeat_ms
+                .min(self.last_heard_ms + self.config.failure_timeout_ms + 1),
+            Mode::Arbitrating { .. } => self.next_ask_ms,
+            Mode::Alone { .. } | Mode::Halted { .. } => u64::MAX,
+        }
+    }
+}
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+use crate::sim::{Faults, Sim, B, P};
+use crate::*;
+
+fn config() -> Config {
+    Config::default()
+}
+
+fn lossy() -> Faults {
+    Faults {
+        drop_percent: 20,
+        max_delay_ms: 20,
+        channel_delay_ms: 2,
+    }
+}
+
+#[test]
+fn test_primary_releases_only_what_the_backup_acknowledged() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    p.handle(0, Input::LogWritten { entries: 10 });
+
+    let early = p.handle(
+        1,
+        Input::Message(Message::Ack {
+            session: 1,
+            received: 4,
+            icount: 0,
+            mtime: 0,
+        }),
+    );
+    let beyond = p.handle(
+        2,
+        Input::Message(Message::Ack {
+            session: 1,
+            received: 99,
+            icount: 0,
+            mtime: 0,
+        }),
+    );
+
+    assert!(early.contains(&Effect::Release { upto: 4 }));
+    // An acknowledgement beyond what was written is capped.
+    assert!(beyond.contains(&Effect::Release { upto: 10 }));
+}
+
+#[test]
+fn test_ack_of_another_session_is_ignored() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    p.handle(0, Input::LogWritten { entries: 10 });
+
+    let effects = p.handle(
+        1,
+        Input::Message(Message::Ack {
+            session: 2,
+            received: 5,
+            icount: 0,
+            mtime: 0,
+        }),
+    );
+
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Release { .. })));
+}
+
+#[test]
+fn test_backup_acknowledges_each_receipt() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+
+    let effects = b.handle(1, Input::LogReceived { entries: 7 });
+
+    assert!(effects.contains(&Effect::Ack(Message::Ack {
+        session: 1,
+        received: 7,
+        icount: 0,
+        mtime: 0
+    })));
+}
+
+#[test]
+fn test_silence_longer_than_the_timeout_leads_to_the_arbiter() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+
+    let quiet = b.handle(250, Input::Tick);
+    let late = b.handle(251, Input::Tick);
+
+    assert!(!quiet.iter().any(|e| matches!(e, Effect::TestAndSet { .. })));
+    assert!(late.contains(&Effect::TestAndSet { epoch: 1 }));
+}
+
+#[test]
+fn test_unreachable_arbiter_is_retried_and_nothing_goes_live() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+    b.handle(0, Input::ChannelLost);
+
+    let answer = b.handle(
+        5,
+        Input::Arbiter(ArbiterAnswer::Unreachable {
+            error: "down".into(),
+        }),
+    );
+    let before = b.handle(104, Input::Tick);
+    let retry = b.handle(105, Input::Tick);
+
+    assert!(answer.is_empty());
+    assert!(before.is_empty());
+    assert_eq!(retry, vec![Effect::TestAndSet { epoch: 1 }]);
+    assert_eq!(b.mode(), &Mode::Arbitrating { epoch: 1 });
+}
+
+#[test]
+fn test_primary_that_wins_releases_everything_held() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    p.handle(0, Input::LogWritten { entries: 10 });
+    p.handle(1, Input::ChannelLost);
+
+    let effects = p.handle(2, Input::Arbiter(ArbiterAnswer::Won));
+
+    assert_eq!(
+        effects,
+        vec![Effect::GoLive { epoch: 1 }, Effect::Release { upto: 10 }]
+    );
+}
+
+#[test]
+fn test_loser_halts_with_the_holder_named() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    p.handle(1, Input::ChannelLost);
+
+    let effects = p.handle(
+        2,
+        Input::Arbiter(ArbiterAnswer::Lost {
+            holder: "backup on hostb".into(),
+        }),
+    );
+
+    assert!(
+        matches!(&effects[..], [Effect::Halt { reason }] if reason.contains("backup on hostb"))
+    );
+}
+
+#[test]
+fn test_healthy_pair_over_a_lossy_network_never_fails_over() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, lossy(), config());
+
+        sim.run(5_000);
+
+        assert_eq!(sim.live(), Vec::<usize>::new(), "seed {seed}");
+        assert_eq!(sim.mode(P), Mode::Paired, "seed {seed}");
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations
+        );
+        assert!(sim.sides[P].released > 0, "seed {seed}: outputs flow");
+    }
+}
+
+#[test]
+fn test_primary_crash_makes_the_backup_go_live_without_losing_released_output() {
+    for seed in 0..50 {
+        let mut sim = Sim::new(seed, lossy(), config());
+        sim.run(200 + seed * 7);
+        let released = sim.sides[P].released;
+
+        sim.crash(P);
+        sim.run(300);
+
+        assert_eq!(sim.live(), vec![B], "seed {seed}");
+        // Everything the primary let out is in the log the backup received.
+        assert!(released <= sim.received, "seed {seed}");
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations
+        );
+    }
+}
+
+#[test]
+fn test_silent_primary_death_is_detected_by_heartbeat_timeout() {
+    let mut sim = Sim::new(1, Faults::default(), config());
+    sim.run(500);
+
+    // The primary's host vanishes without closing anything.
+    sim.sides[P].alive = false;
+    sim.partition();
+    sim.run(config().failure_timeout_ms + 20);
+
+    assert_eq!(sim.live(), vec![B]);
+}
+
+#[test]
+fn test_backup_crash_makes_the_primary_go_alone_and_release_everything() {
+    for seed in 0..50 {
+        let mut sim = Sim::new(seed, lossy(), config());
+        sim.run(300 + seed * 3);
+
+        sim.crash(B);
+        sim.run(300);
+
+        assert_eq!(sim.live(), vec![P], "seed {seed}");
+        assert_eq!(sim.sides[P].released, sim.written, "seed {seed}");
+    }
+}
+
+#[test]
+fn test_partition_with_arbiter_reachable_lets_exactly_one_side_live() {
+    for seed in 0..100 {
+        let mut sim = Sim::new(seed, lossy(), config());
+        sim.run(100 + seed);
+
+        sim.partition();
+        sim.run(1_000);
+
+        let live = sim.live();
+        assert_eq!(live.len(), 1, "seed {seed}: live {live:?}");
+        let other = 1 - live[0];
+        assert!(
+            matches!(sim.mode(other), Mode::Halted { .. }),
+            "seed {seed}: the other side is {:?}",
+            sim.mode(other)
+        );
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:?}",
+            sim.violations
+        );
+    }
+}
+
+#[test]
+fn test_nobody_goes_live_while_the_arbiter_is_unreachable() {
+    let mut sim = Sim::new(3, lossy(), config());
+    sim.run(200);
+    sim.arbiter_reachable = [false, false];
+
+    sim.partition();
+    sim.run(2_000);
+    let during = sim.live();
+    sim.arbiter_reachable = [true, true];
+    sim.run(500);
+
+    assert_eq!(during, Vec::<usize>::new());
+    assert_eq!(sim.live().len(), 1);
+}
+
+#[test]
+fn test_side_cut_from_the_arbiter_never_goes_live() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, lossy(), config());
+        sim.run(200);
+        sim.arbiter_reachable = [true, false];
+
+        sim.partition();
+        sim.run(1_000);
+
+        assert_eq!(sim.live(), vec![P], "seed {seed}");
+        assert!(
+            matches!(sim.mode(B), Mode::Arbitrating { .. }),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn test_lagging_backup_throttles_the_primary_until_it_catches_up() {
+    let mut sim = Sim::new(5, Faults::default(), config());
+    sim.speed = [10_000, 4_000];
+
+    sim.run(1_000);
+    let throttled = sim.sides[P].throttled;
+    sim.speed = [10_000, 40_000];
+    sim.run(1_000);
+
+    assert!(throttled);
+    assert!(!sim.sides[P].throttled);
+}
+
+#[test]
+fn test_status_reports_lag_and_release() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    p.handle(0, Input::LogWritten { entries: 10 });
+    p.handle(
+        0,
+        Input::Executed {
+            icount: 5,
+            mtime: 5_000,
+        },
+    );
+    p.handle(
+        1,
+        Input::Message(Message::Ack {
+            session: 1,
+            received: 6,
+            icount: 1,
+            mtime: 1_000,
+        }),
+    );
+
+    let s = p.status();
+
+    assert_eq!(
+        (s.entries, s.acked, s.released, s.lag_ticks),
+        (10, 6, 6, 4_000)
+    );
+}

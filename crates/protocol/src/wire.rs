@@ -1,0 +1,326 @@
+//! The protocol's messages on the wire.
+//!
+//! Every message is exactly [`MESSAGE_LEN`] bytes, little-endian, so that a
+//! TCP stream needs no other framing and a UDP datagram of any other size is
+//! refused outright:
+//!
+//! ```text
+//! +-------+---------+------+-----+---------+---------------------+--------+
+//! | magic | version | kind | pad | session | five u64 fields     | fnv1a  |
+//! | FTVP  | u8 = 1  | u8   | 2   | u64     | kind-specific, 40 B | u32    |
+//! +-------+---------+------+-----+---------+---------------------+--------+
+//!   0       4         5      6     8         16                    56  60..64 zero
+//! ```
+//!
+//! | kind | message     | fields (unused ones are zero)                                  |
+//! |------|-------------|-----------------------------------------------------------------|
+//! | 1    | `Heartbeat` | from (0 primary, 1 backup), epoch, released, received, mtime     |
+//! | 2    | `Ack`       | received, executed icount, executed mtime                        |
+//! | 3    | `Hello`     | the backup's UDP port (first message of the backup on TCP)       |
+//! | 4    | `Welcome`   | the primary's UDP port (first message of the primary on TCP)     |
+//!
+//! The checksum (32-bit FNV-1a over bytes 0..56) catches corruption the
+//! transport's own checksum let through and, above all, random bytes sent
+//! to the port by something that is not an ftvm peer.
+
+use crate::Role;
+
+/// Size of every message.
+pub const MESSAGE_LEN: usize = 64;
+const MAGIC: &[u8; 4] = b"FTVP";
+const VERSION: u8 = 1;
+
+/// A message between the two sides, besides the log itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Sent over UDP both ways every heartbeat interval.
+    Heartbeat {
+        /// The pair.
+        session: u64,
+        /// Who sends it.
+        from: Role,
+        /// The sender's epoch.
+        epoch: u64,
+        /// Primary: outputs produced before this many log entries have been
+        /// released to the outside world. Backup: zero.
+        released: u64,
+        /// Backup: log entries received so far. Primary: zero.
+        received: u64,
+        /// The guest time (mtime) the sender has executed up to.
+        mtime: u64,
+    },
+    /// Backup to primary on the logging channel: cumulative acknowledgement.
+    Ack {
+        /// The pair.
+        session: u64,
+        /// Log entries received (entries `0..received`).
+        received: u64,
+        /// Instructions the backup has executed.
+        icount: u64,
+        /// The guest time the backup has executed up to.
+        mtime: u64,
+    },
+    /// The backup's first message on the logging channel.
+    Hello {
+        /// The backup's UDP heartbeat port.
+        udp_port: u16,
+    },
+    /// The primary's first message on the logging channel (the log follows).
+    Welcome {
+        /// The pair.
+        session: u64,
+        /// The primary's UDP heartbeat port.
+        udp_port: u16,
+    },
+}
+
+/// Why bytes are not a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Wrong size.
+    #[error("a protocol message is {MESSAGE_LEN} bytes, got {0}")]
+    Length(usize),
+    /// Not ours.
+    #[error("not an ftvm protocol message (magic {0:02x?})")]
+    Magic([u8; 4]),
+    /// Another version.
+    #[error("protocol version {0} is not supported (this is version {VERSION})")]
+    Version(u8),
+    /// Corrupted.
+    #[error(
+        "protocol message checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    Checksum {
+        /// In the message.
+        stored: u32,
+        /// Over its bytes.
+        computed: u32,
+    },
+    /// Unknown kind.
+    #[error("unknown protocol message kind {0}")]
+    Kind(u8),
+    /// A field out of range.
+    #[error("malformed protocol message: {0}")]
+    Malformed(&'static str),
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+impl Message {
+    /// Encodes the message.
+    pub fn encode(&self) -> [u8; MESSAGE_LEN] {
+        let mut out = [0u8; MESSAGE_LEN];
+        out[..4].copy_from_slice(MAGIC);
+        out[4] = VERSION;
+        let (kind, session, fields): (u8, u64, [u64; 5]) = match *self {
+            Message::Heartbeat {
+                session,
+                from,
+                epoch,
+                released,
+                received,
+                mtime,
+            } => (
+                1,
+                session,
+                [
+                    match from {
+                        Role::Primary => 0,
+                        Role::Backup => 1,
+                    },
+                    epoch,
+                    released,
+                    received,
+                    mtime,
+                ],
+            ),
+            Message::Ack {
+                session,
+                received,
+                icount,
+                mtime,
+            } => (2, session, [received, icount, mtime, 0, 0]),
+            Message::Hello { udp_port } => (3, 0, [u64::from(udp_port), 0, 0, 0, 0]),
+            Message::Welcome { session, udp_port } => {
+                (4, session, [u64::from(udp_port), 0, 0, 0, 0])
+            }
+        };
+        out[5] = kind;
+        out[8..16].copy_from_slice(&session.to_le_bytes());
+        for (i, f) in fields.iter().enumerate() {
+            out[16 + 8 * i..24 + 8 * i].copy_from_slice(&f.to_le_bytes());
+        }
+        let sum = fnv1a(&out[..56]);
+        out[56..60].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Decodes one message, checking everything.
+    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+        if bytes.len() != MESSAGE_LEN {
+            return Err(WireError::Length(bytes.len()));
+        }
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if &magic != MAGIC {
+            return Err(WireError::Magic(magic));
+        }
+        if bytes[4] != VERSION {
+            return Err(WireError::Version(bytes[4]));
+        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let stored = u32::from_le_bytes([bytes[56], bytes[57], bytes[58], bytes[59]]);
+        let computed = fnv1a(&bytes[..56]);
+        if stored != computed {
+            return Err(WireError::Checksum { stored, computed });
+        }
+        if bytes[6..8] != [0, 0] || bytes[60..] != [0, 0, 0, 0] {
+            return Err(WireError::Malformed("padding is not zero"));
+        }
+        let session = u64_at(8);
+        let f: [u64; 5] = std::array::from_fn(|i| u64_at(16 + 8 * i));
+        let port = |v: u64| u16::try_from(v).map_err(|_| WireError::Malformed("port above 65535"));
+        let unused_zero = |from: usize| {
+            if f[from..].iter().all(|&v| v == 0) {
+                Ok(())
+            } else {
+                Err(WireError::Malformed("an unused field is not zero"))
+            }
+        };
+        match bytes[5] {
+            1 => Ok(Message::Heartbeat {
+                session,
+                from: match f[0] {
+                    0 => Role::Primary,
+                    1 => Role::Backup,
+                    _ => return Err(WireError::Malformed("heartbeat sender is neither role")),
+                },
+                epoch: f[1],
+                released: f[2],
+                received: f[3],
+                mtime: f[4],
+            }),
+            2 => {
+                unused_zero(3)?;
+                Ok(Message::Ack {
+                    session,
+                    received: f[0],
+                    icount: f[1],
+                    mtime: f[2],
+                })
+            }
+            3 => {
+                unused_zero(1)?;
+                if session != 0 {
+                    return Err(WireError::Malformed("hello carries a session"));
+                }
+                Ok(Message::Hello {
+                    udp_port: port(f[0])?,
+                })
+            }
+            4 => {
+                unused_zero(1)?;
+                Ok(Message::Welcome {
+                    session,
+                    udp_port: port(f[0])?,
+                })
+            }
+            k => Err(WireError::Kind(k)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Heartbeat {
+                session: 0x1122_3344_5566_7788,
+                from: Role::Backup,
+                epoch: 3,
+                released: 0,
+                received: 99,
+                mtime: 1_000_000,
+            },
+            Message::Ack {
+                session: 7,
+                received: 12,
+                icount: 345,
+                mtime: 678,
+            },
+            Message::Hello { udp_port: 40_000 },
+            Message::Welcome {
+                session: 9,
+                udp_port: 7000,
+            },
+        ]
+    }
+
+    #[test]
+    fn test_every_message_round_trips() {
+        for m in samples() {
+            assert_eq!(Message::decode(&m.encode()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn test_ack_golden_bytes() {
+        let bytes = Message::Ack {
+            session: 1,
+            received: 2,
+            icount: 3,
+            mtime: 4,
+        }
+        .encode();
+
+        assert_eq!(
+            &bytes[..16],
+            b"FTVP\x01\x02\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+        );
+        assert_eq!(bytes[16], 2);
+        assert_eq!(bytes[24], 3);
+        assert_eq!(bytes[32], 4);
+        assert_eq!(&bytes[60..], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn test_a_flipped_bit_anywhere_is_refused() {
+        for m in samples() {
+            let good = m.encode();
+            for bit in 0..MESSAGE_LEN * 8 {
+                let mut bad = good;
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert!(Message::decode(&bad).is_err(), "bit {bit} of {m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_wrong_length_magic_version_and_kind_are_named() {
+        let good = samples()[0].encode();
+        assert_eq!(Message::decode(&good[..63]), Err(WireError::Length(63)));
+        let mut bad = good;
+        bad[0] = b'X';
+        assert!(matches!(Message::decode(&bad), Err(WireError::Magic(_))));
+        let mut bad = good;
+        bad[4] = 2;
+        assert_eq!(Message::decode(&bad), Err(WireError::Version(2)));
+        let mut bad = good;
+        bad[5] = 9;
+        let sum = fnv1a(&bad[..56]);
+        bad[56..60].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(Message::decode(&bad), Err(WireError::Kind(9)));
+    }
+}
