@@ -25,10 +25,13 @@
 //! # Lease
 //!
 //! Keys are written under a lease (TTL [`LEASE_TTL`]) so that the claims of pairs
-//! long gone do not pile up. After a win, a thread renews the lease every third of
-//! its TTL for as long as the [`EtcdArbiter`] lives; dropping the arbiter stops it,
-//! and the claim then disappears one TTL later. A node that runs alone must
-//! therefore keep its arbiter alive.
+//! long gone do not pile up. After a win, a thread renews the lease that holds the
+//! claim every third of its TTL for as long as the [`EtcdArbiter`] lives (after a
+//! retry that found our own claim, that is the lease it was written under, which may
+//! be another arbiter's); dropping the arbiter stops it, and the claim then
+//! disappears one TTL later. A node that runs alone must therefore keep its arbiter
+//! alive. A lease that expired anyway (etcd unreachable for a whole TTL) is replaced
+//! by a new one at the next test-and-set.
 //!
 //! etcd is spoken to through its JSON gateway (`/v3/...`) over plain HTTP/1.1, one
 //! connection per request, with [`IO_TIMEOUT`](crate::http::IO_TIMEOUT) on connect
@@ -55,8 +58,10 @@ pub struct EtcdArbiter {
     lease_ttl: Duration,
     /// Our lease, granted at the first test-and-set.
     lease: Option<i64>,
-    /// Dropping this stops the keepalive thread of our lease (there is one once we won).
-    keepalive: Option<mpsc::Sender<()>>,
+    /// The leases of our claims, each renewed by a thread that stops when its sender
+    /// is dropped: our own lease once we won, and the lease of a claim we found was
+    /// ours (written by an earlier arbiter with the same holder name).
+    keepalive: Vec<(i64, mpsc::Sender<()>)>,
 }
 
 /// What a lease-related request found out about the lease.
@@ -97,7 +102,7 @@ impl EtcdArbiter {
             key: trimmed.to_owned(),
             lease_ttl: LEASE_TTL,
             lease: None,
-            keepalive: None,
+            keepalive: Vec::new(),
         })
     }
 
@@ -145,8 +150,16 @@ impl EtcdArbiter {
         json_i64(&answer["ID"]).ok_or_else(|| protocol(format!("no lease ID in {answer}")))
     }
 
-    /// Runs the claim transaction under `lease`.
-    fn txn(&self, session: u64, epoch: u64, me: &str, lease: i64) -> Result<Claim, TxnError> {
+    /// Runs the claim transaction under `lease`. When we hold the claim, also returns
+    /// the lease that holds it: `lease`, or, after a retry, the lease it was written
+    /// under (0 for none).
+    fn txn(
+        &self,
+        session: u64,
+        epoch: u64,
+        me: &str,
+        lease: i64,
+    ) -> Result<(Claim, i64), TxnError> {
         let path = "/v3/kv/txn";
         let key = base64::encode(self.claim_key(session, epoch).as_bytes());
         let end = base64::encode(self.session_end(session).as_bytes());
@@ -175,9 +188,10 @@ impl EtcdArbiter {
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
-            return Ok(Claim::Won);
+            return Ok((Claim::Won, lease));
         }
-        let value = answer["responses"][0]["response_range"]["kvs"][0]["value"]
+        let found = &answer["responses"][0]["response_range"]["kvs"][0];
+        let value = found["value"]
             .as_str()
             .ok_or_else(|| protocol(format!("the failed compare read no claim: {answer}")))?;
         let holder = base64::decode(value)
@@ -185,15 +199,15 @@ impl EtcdArbiter {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| protocol(format!("the holder {value:?} is not base64 of UTF-8 text")))?;
         Ok(if holder == me {
-            Claim::Won
+            (Claim::Won, json_i64(&found["lease"]).unwrap_or(0))
         } else {
-            Claim::Lost { holder }
+            (Claim::Lost { holder }, 0)
         })
     }
 
     /// Starts renewing `lease` in a thread, unless that is already being done.
     fn keep_alive(&mut self, lease: i64) {
-        if self.keepalive.is_some() {
+        if lease == 0 || self.keepalive.iter().any(|&(renewed, _)| renewed == lease) {
             return;
         }
         let (stop, stopped) = mpsc::channel::<()>();
@@ -221,7 +235,7 @@ impl EtcdArbiter {
             });
         // Without a thread the claim still stands for one TTL; the next win retries.
         if spawned.is_ok() {
-            self.keepalive = Some(stop);
+            self.keepalive.push((lease, stop));
         }
     }
 }
@@ -235,14 +249,14 @@ impl Arbiter for EtcdArbiter {
                 None => *self.lease.insert(self.grant()?),
             };
             match self.txn(session, epoch, me, lease) {
-                Ok(Claim::Won) => {
-                    self.keep_alive(lease);
+                Ok((Claim::Won, holding)) => {
+                    self.keep_alive(holding);
                     return Ok(Claim::Won);
                 }
-                Ok(lost) => return Ok(lost),
+                Ok((lost, _)) => return Ok(lost),
                 Err(TxnError::LeaseGone) => {
+                    self.keepalive.retain(|&(renewed, _)| renewed != lease);
                     self.lease = None;
-                    self.keepalive = None;
                 }
                 Err(TxnError::Other(error)) => return Err(error),
             }
@@ -481,13 +495,30 @@ mod tests {
     }
 
     #[test]
+    fn test_etcd_retry_from_new_arbiter_keeps_found_claim_alive() {
+        let server = EtcdServer::start();
+        let short = Duration::from_secs(3);
+        let mut first = arbiter(&server).with_lease_ttl(short);
+        let mut restarted = arbiter(&server).with_lease_ttl(short);
+        let mut other = arbiter(&server);
+        first.test_and_set(8, 1, "primary").expect("claim");
+        restarted.test_and_set(8, 1, "primary").expect("retry");
+
+        drop(first);
+        std::thread::sleep(Duration::from_secs(5));
+        let claim = other.test_and_set(8, 1, "other").expect("claim");
+
+        assert_eq!(claim, lost("primary"));
+    }
+
+    #[test]
     fn test_etcd_expired_lease_is_replaced() {
         let server = EtcdServer::start();
         let mut arbiter = arbiter(&server).with_lease_ttl(Duration::from_secs(2));
         arbiter.test_and_set(6, 1, "primary").expect("claim");
         let old_lease = arbiter.lease;
         // Forget the keepalive so the lease expires, as after a long partition.
-        arbiter.keepalive = None;
+        arbiter.keepalive.clear();
         std::thread::sleep(Duration::from_secs(4));
 
         let claim = arbiter
