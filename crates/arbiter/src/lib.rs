@@ -47,8 +47,8 @@ mod http;
 pub mod testing;
 
 pub use error::ArbiterError;
-pub use etcd::EtcdArbiter;
-pub use file::FileArbiter;
+pub use etcd::{EtcdArbiter, LEASE_TTL};
+pub use file::{FileArbiter, LOCK_WAIT};
 
 /// The outcome of a test-and-set.
 #[derive(Clone, Debug, PartialEq, Eq)]
