@@ -13,9 +13,13 @@
 //!   guest:        eth0 10.78.0.50/24 (set by the guest, see counter_guest_cmd)
 //! ```
 //!
-//! Bridges run without STP and with no forward delay, so a port forwards as soon as it
-//! is up, and they learn a MAC address on the port its latest frame came in on, so
-//! the guest's address moves from hosta's to hostb's port with its first frame there.
+//! Bridges run without STP and with no forward delay, so a port forwards as soon as its
+//! link is up ([`FtNetwork::new`] waits for the veths' ports), and they learn a MAC
+//! address on the port its latest frame came in on, so the guest's address moves from
+//! `va` to `vb` with the first frame the guest sends from host B. Until then the LAN
+//! sends the guest's frames to host A: a backup that goes live should announce the
+//! guest (e.g. a gratuitous ARP, as VMware FT and QEMU do) rather than wait for the
+//! guest to send something.
 
 use super::{require_tool, run, unique, Netns};
 use std::ffi::OsString;
@@ -47,6 +51,9 @@ pub const COUNTER_NET_UP: &str = "ftvm-counter: net up";
 pub const COUNTER_LISTENING: &str = "ftvm-counter: listening on port";
 /// Where [`initrd_with`] usually puts the server in the guest.
 pub const COUNTER_GUEST_PATH: &str = "bin/ftvm-counter";
+
+/// How long a bridge port may take to forward (a hang guard).
+pub const PORT_GUARD: Duration = Duration::from_secs(30);
 
 /// How long one reply may take before the client gives up on the connection (a hang
 /// guard; a failover must be far shorter).
@@ -202,7 +209,36 @@ impl FtNetwork {
         net.lan.ip(&["link", "set", "vc", "master", "br0", "up"]);
         net.client.ip(&["addr", "add", CLIENT_ADDR, "dev", "lc"]);
         net.client.ip(&["link", "set", "lc", "up"]);
+        for (which, port) in [
+            (Ns::Lan, "va"),
+            (Ns::Lan, "vb"),
+            (Ns::Lan, "vc"),
+            (Ns::HostA, "la"),
+            (Ns::HostB, "lb"),
+        ] {
+            net.wait_forwarding(which, port);
+        }
         net
+    }
+
+    /// Waits until bridge port `port` of namespace `which` forwards. A veth's carrier,
+    /// and so its port, comes up about a second after `ip link set up` (the kernel's
+    /// link watch batches such events); a TAP's comes up when ftvm opens it.
+    pub fn wait_forwarding(&self, which: Ns, port: &str) {
+        let bridge = require_tool("bridge", "iproute2");
+        let ns = self.name(which);
+        let deadline = Instant::now() + PORT_GUARD;
+        loop {
+            let state = run(&bridge, &["-n", ns, "link", "show", "dev", port]);
+            if state.contains("state forwarding") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge port {port} in {ns} does not forward within {PORT_GUARD:?}: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Namespace `which`.
@@ -226,9 +262,12 @@ impl FtNetwork {
         self.set_link(host, false);
     }
 
-    /// Undoes [`FtNetwork::cut_link`].
+    /// Undoes [`FtNetwork::cut_link`], and waits until the link forwards again.
     pub fn restore_link(&self, host: char) {
         self.set_link(host, true);
+        let which = Ns::host(host);
+        self.wait_forwarding(Ns::Lan, if which == Ns::HostA { "va" } else { "vb" });
+        self.wait_forwarding(which, if which == Ns::HostA { "la" } else { "lb" });
     }
 
     fn set_link(&self, host: char, up: bool) {
