@@ -1,7 +1,8 @@
 //! Smoke test of the fault-tolerance tests' workload and helpers, without fault
 //! tolerance: one plain `ftvm run` on host A of the FT network (`common::ft`) runs the
 //! guest counter server (`guest/counter`), and the client counts on it over one TCP
-//! connection, then on a second one.
+//! connection, then on a second one, which survives host A's link being cut and
+//! restored.
 //!
 //! Needs the guest images (`ftvm images fetch`), iproute2, gcc-riscv64-linux-gnu and
 //! root.
@@ -88,6 +89,22 @@ fn test_counter_guest_on_host_a_counts_on_one_connection_then_on_another() {
             console.text()
         );
     }
+
+    // Host A cut off the LAN: the guest cannot be reached; back on: it can, and the
+    // connection opened before the cut goes on.
+    net.cut_link('a');
+    let cut = CounterClient::connect(&net, Duration::ZERO);
+    assert!(
+        cut.is_err(),
+        "the client reached the guest through a cut link"
+    );
+    net.restore_link('a');
+    assert_eq!(
+        second.request().expect("request after the link came back"),
+        next + 3,
+        "console:\n{}",
+        console.text()
+    );
     drop(second);
 
     assert!(
