@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod ft;
+
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -272,6 +274,34 @@ pub fn kernel_safe_command(command: &str) -> String {
     format!("eval \"{escaped}\"")
 }
 
+/// `run --memory 512M --serial stdio`: the start of a plain `ftvm run` of the tests.
+pub fn run_args() -> Vec<OsString> {
+    ["run", "--memory", "512M", "--serial", "stdio"]
+        .map(OsString::from)
+        .to_vec()
+}
+
+/// The flags that boot the fetched guest: firmware, kernel, `initrd` (default: the
+/// fetched one), kernel command line `cmdline`, and `--guest-cmd` if given.
+pub fn guest_args(initrd: Option<&Path>, cmdline: &str, guest_cmd: Option<&str>) -> Vec<OsString> {
+    let images = guest_images();
+    let mut args: Vec<OsString> = vec![
+        "--firmware".into(),
+        images.firmware.into(),
+        "--kernel".into(),
+        images.kernel.into(),
+        "--initrd".into(),
+        initrd.map_or(images.initrd, Path::to_path_buf).into(),
+        "--cmdline".into(),
+        cmdline.into(),
+    ];
+    if let Some(cmd) = guest_cmd {
+        args.push("--guest-cmd".into());
+        args.push(cmd.into());
+    }
+    args
+}
+
 /// A running `ftvm run`, killed on drop.
 pub struct Vm {
     child: ChildGuard,
@@ -285,13 +315,37 @@ impl Vm {
     /// inside that network namespace (`ip netns exec`, which execs ftvm, so the PID is
     /// ftvm's).
     pub fn start(netns: Option<&str>, device_args: &[OsString], command: &str) -> Vm {
-        let images = guest_images();
         let cmdline = format!("console=ttyS0 quiet -- {}", kernel_safe_command(command));
         // RISC-V's COMMAND_LINE_SIZE is 1024 bytes, and the kernel cuts the rest.
         assert!(
             cmdline.len() < 1000,
             "kernel command line too long: {cmdline}"
         );
+        let mut args = run_args();
+        args.extend(guest_args(None, &cmdline, None));
+        args.extend_from_slice(device_args);
+        Vm::spawn(netns, &args)
+    }
+
+    /// Like [`Vm::start`], with `initrd` instead of the default one (e.g. from
+    /// [`ft::initrd_with`]) and the guest command, if any, given with `--guest-cmd`
+    /// (any length, any quotes). Without a command the guest's /init runs a shell on
+    /// the console, whose input is closed, so it powers off.
+    pub fn start_with(
+        netns: Option<&str>,
+        device_args: &[OsString],
+        initrd: Option<&Path>,
+        guest_cmd: Option<&str>,
+    ) -> Vm {
+        let mut args = run_args();
+        args.extend(guest_args(initrd, "console=ttyS0 quiet", guest_cmd));
+        args.extend_from_slice(device_args);
+        Vm::spawn(netns, &args)
+    }
+
+    /// Runs `ftvm ARGS...` (inside `netns` if given) with stdin closed and its
+    /// stdout and stderr collected in the console.
+    pub fn spawn(netns: Option<&str>, args: &[OsString]) -> Vm {
         let ftvm = env!("CARGO_BIN_EXE_ftvm");
         let mut cmd = match netns {
             Some(ns) => {
@@ -301,16 +355,7 @@ impl Vm {
             }
             None => Command::new(ftvm),
         };
-        cmd.args(["run", "--memory", "512M", "--serial", "stdio"])
-            .arg("--firmware")
-            .arg(&images.firmware)
-            .arg("--kernel")
-            .arg(&images.kernel)
-            .arg("--initrd")
-            .arg(&images.initrd)
-            .args(device_args)
-            .arg("--cmdline")
-            .arg(&cmdline)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -324,6 +369,20 @@ impl Vm {
             console,
             readers,
         }
+    }
+
+    /// The ftvm process (to kill it, or ask whether it ended).
+    pub fn child(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+
+    /// Kills the VM now (SIGKILL to its PID), reaps it and returns the console.
+    pub fn kill(mut self) -> String {
+        self.child.stop();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.console.text()
     }
 
     /// The console, to wait on while the VM runs.
