@@ -24,6 +24,20 @@ enum Command {
     /// Replay a recording made with `ftvm run --record`: the guest's console
     /// as it was, then a summary. Needs no host devices.
     Replay(ReplayArgs),
+    /// Run a VM as the primary of a fault-tolerant pair: it waits for the
+    /// backup, then runs the guest live, streaming the log to the backup.
+    Primary(Box<PrimaryArgs>),
+    /// Run a VM as the backup of a fault-tolerant pair: it replays the
+    /// primary's log and goes live if the primary fails.
+    Backup(Box<BackupArgs>),
+    /// Show the state of one side of a pair (its `--control` socket).
+    Status {
+        /// The side's control socket.
+        control: PathBuf,
+    },
+    /// Show a failover on this machine: start a pair on the default guest
+    /// with a visible workload, kill the primary, watch the backup go on.
+    Demo(crate::demo::DemoArgs),
     /// Manage the default guest images.
     Images {
         #[command(subcommand)]
@@ -204,6 +218,37 @@ struct ReplayArgs {
     /// The log file.
     file: PathBuf,
     /// Where the console goes: `stdio` (default), `null` or `file=PATH`.
+    #[arg(long, default_value = "stdio", value_parser = parse_serial)]
+    serial: SerialTarget,
+}
+
+/// `ftvm primary`.
+#[derive(clap::Args, Debug)]
+pub struct PrimaryArgs {
+    /// Where the backup connects (TCP for the log, UDP for heartbeats).
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    ft: crate::ft::FtArgs,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Where the console goes: `stdio` (default), `file=PATH` or `null`.
+    #[arg(long, default_value = "stdio", value_parser = parse_serial)]
+    serial: SerialTarget,
+}
+
+/// `ftvm backup`.
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// The primary's `--listen` address.
+    #[arg(long)]
+    peer: std::net::SocketAddr,
+    #[command(flatten)]
+    ft: crate::ft::FtArgs,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Where the console goes once this side is live: `stdio` (default),
+    /// `file=PATH` or `null`.
     #[arg(long, default_value = "stdio", value_parser = parse_serial)]
     serial: SerialTarget,
 }
@@ -425,11 +470,21 @@ impl VmArgs {
 pub fn main() -> anyhow::Result<ExitCode> {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Command::Run(args), Some(("run", sub))) = (&mut cli.command, matches.subcommand()) {
-        args.vm.set_order(sub);
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Run(args), Some((_, sub))) => args.vm.set_order(sub),
+        (Command::Primary(args), Some((_, sub))) => args.vm.set_order(sub),
+        (Command::Backup(args), Some((_, sub))) => args.vm.set_order(sub),
+        _ => {}
     }
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Primary(args) => primary(*args),
+        Command::Backup(args) => backup(*args),
+        Command::Status { control } => {
+            print!("{}", crate::ft::control::query(&control)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => crate::demo::run(args),
         Command::Replay(args) => replay(args),
         Command::Images { command } => images(command),
     }
@@ -464,6 +519,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (virtio, backends) = args.vm.open_devices(&events)?;
     config.virtio = virtio;
     let mut console = Console::open(&args.serial, events.sender())?;
+    let backends = std::sync::Arc::new(crate::live::Backends::new(backends));
     let mut env = LiveEnvironment::new(rx, console.has_input(), backends)?;
     let quit = env.quit_flag();
     let started = std::time::Instant::now();
@@ -525,6 +581,73 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What both sides of a pair build from their VM flags.
+struct Prepared {
+    config: MachineConfig,
+    record: Vec<u8>,
+    env: LiveEnvironment,
+    console: Console,
+    backends: std::sync::Arc<crate::live::Backends>,
+    macs: Vec<(usize, [u8; 6])>,
+}
+
+fn prepare(vm: &VmArgs, serial: &SerialTarget) -> anyhow::Result<Prepared> {
+    let (mut config, paths) = vm.config()?;
+    let (events, rx) = event_channel();
+    let (virtio, backends) = vm.open_devices(&events)?;
+    let macs = virtio
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, v)| match v {
+            VirtioConfig::Net { mac } => Some((slot, *mac)),
+            _ => None,
+        })
+        .collect();
+    config.virtio = virtio;
+    let record = crate::record::config_record(&config, &paths);
+    let console = Console::open(serial, events.sender())?;
+    let backends = std::sync::Arc::new(crate::live::Backends::new(backends));
+    let env = LiveEnvironment::new(rx, console.has_input(), backends.clone())?;
+    Ok(Prepared {
+        config,
+        record,
+        env,
+        console,
+        backends,
+        macs,
+    })
+}
+
+fn primary(args: PrimaryArgs) -> anyhow::Result<ExitCode> {
+    let p = prepare(&args.vm, &args.serial)?;
+    crate::ft::primary::run(
+        args.listen,
+        &args.ft,
+        crate::ft::primary::PrimarySetup {
+            config: p.config,
+            config_record: p.record,
+            env: p.env,
+            console: p.console,
+            backends: p.backends,
+        },
+    )
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let p = prepare(&args.vm, &args.serial)?;
+    crate::ft::backup::run(
+        args.peer,
+        &args.ft,
+        crate::ft::backup::BackupSetup {
+            config: p.config,
+            config_record: p.record,
+            env: p.env,
+            console: p.console,
+            macs: p.macs,
+        },
+    )
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -22,7 +22,7 @@ const CTRL_A: u8 = 0x01;
 
 /// The host end of the console.
 pub struct Console {
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     has_input: bool,
     saved_termios: Option<libc::termios>,
 }

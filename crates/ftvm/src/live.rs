@@ -24,6 +24,7 @@ pub enum HostEvent {
 }
 
 /// The host backend of one virtio slot.
+#[derive(Debug)]
 pub enum LiveBackend {
     /// A disk (image file or NBD export).
     Disk(Disk),
@@ -31,6 +32,84 @@ pub enum LiveBackend {
     Tap(Tap),
     /// The host's entropy.
     Entropy(Entropy),
+}
+
+/// The host backends of a machine, by virtio slot. Shared: the FT pair's
+/// output gate releases held requests from another thread.
+#[derive(Debug, Default)]
+pub struct Backends(Vec<LiveBackend>);
+
+impl Backends {
+    /// The backends, in slot order.
+    pub fn new(list: Vec<LiveBackend>) -> Backends {
+        Backends(list)
+    }
+
+    /// The TAP devices.
+    pub fn taps(&self) -> impl Iterator<Item = &Tap> {
+        self.0.iter().filter_map(|b| match b {
+            LiveBackend::Tap(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Hands `request` to the backend in `slot`. A request the backend
+    /// cannot take (a backend of another kind, which a correctly built
+    /// machine never asks for) is answered at once with a failure, returned.
+    pub fn submit(&self, slot: usize, request: BackendRequest) -> Option<BackendCompletion> {
+        match (self.0.get(slot), request) {
+            (Some(LiveBackend::Disk(disk)), BackendRequest::Block { id, op }) => {
+                disk.submit(
+                    id,
+                    match op {
+                        BlockOp::Read { sector, len } => DiskOp::Read {
+                            offset: sector.saturating_mul(512),
+                            len,
+                        },
+                        BlockOp::Write { sector, data } => DiskOp::Write {
+                            offset: sector.saturating_mul(512),
+                            data,
+                        },
+                        BlockOp::Flush => DiskOp::Flush,
+                        BlockOp::Discard { sector, sectors } => DiskOp::Discard {
+                            offset: sector.saturating_mul(512),
+                            len: sectors.saturating_mul(512),
+                        },
+                    },
+                );
+                None
+            }
+            (Some(LiveBackend::Tap(tap)), BackendRequest::NetTx { frame }) => {
+                tap.send(frame);
+                None
+            }
+            (Some(LiveBackend::Entropy(e)), BackendRequest::Entropy { id, len }) => {
+                e.request(id, len);
+                None
+            }
+            (_, BackendRequest::Block { id, .. }) => Some(BackendCompletion::Block {
+                id,
+                status: VIRTIO_BLK_S_IOERR,
+                data: Vec::new(),
+            }),
+            (_, BackendRequest::Entropy { id, .. }) => Some(BackendCompletion::Entropy {
+                id,
+                data: Vec::new(),
+            }),
+            (_, BackendRequest::NetTx { .. }) => None,
+        }
+    }
+}
+
+/// Where a live environment sends requests that are outputs to the world
+/// (the FT primary holds them until the backup has the log up to them).
+pub trait OutputSink {
+    /// Whether `request` to `slot` must wait for the output rule.
+    fn is_output(&self, slot: usize, request: &BackendRequest) -> bool;
+    /// Takes an output; it reaches `backends` when the rule allows.
+    fn hold(&self, slot: usize, request: BackendRequest);
+    /// Called before the environment blocks waiting for an event.
+    fn before_wait(&self);
 }
 
 /// Sending end for backends' completion callbacks.
@@ -98,8 +177,12 @@ pub struct LiveEnvironment {
     wakeable: bool,
     pending_input: Vec<u8>,
     pending: Vec<(usize, BackendCompletion)>,
-    backends: Vec<Option<LiveBackend>>,
+    backends: Option<std::sync::Arc<Backends>>,
+    outputs: Option<std::sync::Arc<dyn OutputSink>>,
     in_flight: usize,
+    /// Time-base ticks added to the host clock (a backup going live
+    /// continues the guest time it replayed).
+    tick_offset: u64,
     quit: std::rc::Rc<std::cell::Cell<bool>>,
     /// The device tree's rng-seed, read from the host's entropy at start.
     seed: [u8; 32],
@@ -117,9 +200,9 @@ impl LiveEnvironment {
     pub fn new(
         events: Receiver<HostEvent>,
         console_input: bool,
-        backends: Vec<LiveBackend>,
+        backends: std::sync::Arc<Backends>,
     ) -> anyhow::Result<Self> {
-        let wakeable = console_input || backends.iter().any(|b| matches!(b, LiveBackend::Tap(_)));
+        let wakeable = console_input || backends.taps().next().is_some();
         let mut seed = [0u8; 32];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut seed))
@@ -132,8 +215,10 @@ impl LiveEnvironment {
             wakeable,
             pending_input: Vec::new(),
             pending: Vec::new(),
-            backends: backends.into_iter().map(Some).collect(),
+            backends: Some(backends),
+            outputs: None,
             in_flight: 0,
+            tick_offset: 0,
             quit: Default::default(),
             seed,
         })
@@ -144,18 +229,87 @@ impl LiveEnvironment {
         self.quit.clone()
     }
 
-    /// Stops the backends, letting them finish what is in flight.
-    pub fn shutdown(&mut self) {
-        for backend in self.backends.iter_mut().filter_map(Option::take) {
-            if let LiveBackend::Disk(disk) = backend {
-                disk.close();
+    /// Sends requests that are outputs through `sink` (the FT output rule).
+    pub fn set_output_sink(&mut self, sink: std::sync::Arc<dyn OutputSink>) {
+        self.outputs = Some(sink);
+    }
+
+    /// Lets every request reach the backends directly again.
+    pub fn clear_output_sink(&mut self) {
+        self.outputs = None;
+    }
+
+    /// Makes the clock read `mtime` now and run on from there.
+    pub fn continue_time_from(&mut self, mtime: u64) {
+        self.start = Instant::now();
+        self.tick_offset = mtime;
+    }
+
+    /// Hands a request to the backends as [`Environment::submit`] does,
+    /// counting it in flight (a backup going live re-issues what was pending).
+    pub fn reissue(&mut self, slot: usize, request: BackendRequest) {
+        self.submit(0, slot, request);
+    }
+
+    /// Drops every host event received so far (a backup's own backends
+    /// receive things it must not act on before it goes live).
+    pub fn discard_events(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            if let HostEvent::Quit = event {
+                self.quit.set(true);
             }
+        }
+    }
+
+    /// The host backends.
+    pub fn backends(&self) -> Option<&std::sync::Arc<Backends>> {
+        self.backends.as_ref()
+    }
+
+    /// Hands `request` to the backend in `slot` and waits (at most
+    /// `timeout`) for its completion, dropping every other host event
+    /// meanwhile (a backup with its own copy of the disk performs the
+    /// writes it replays, in order).
+    pub fn perform_now(
+        &mut self,
+        slot: usize,
+        request: BackendRequest,
+        timeout: Duration,
+    ) -> Option<BackendCompletion> {
+        let backends = self.backends.as_ref()?;
+        if let Some(failed) = backends.submit(slot, request) {
+            return Some(failed);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.events.recv_timeout(left) {
+                Ok(HostEvent::Completion(s, c))
+                    if s == slot && !matches!(c, BackendCompletion::NetRx { .. }) =>
+                {
+                    return Some(c)
+                }
+                Ok(HostEvent::Quit) => self.quit.set(true),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Stops the backends, letting them finish what is in flight (once no
+    /// one else holds them).
+    pub fn shutdown(&mut self) {
+        self.outputs = None;
+        if let Some(backends) = self.backends.take() {
+            drop(std::sync::Arc::try_unwrap(backends));
         }
     }
 
     fn ticks(&self) -> u64 {
         let ns = self.start.elapsed().as_nanos();
-        u64::try_from(ns * u128::from(TIMEBASE_HZ) / 1_000_000_000).unwrap_or(u64::MAX)
+        u64::try_from(ns * u128::from(TIMEBASE_HZ) / 1_000_000_000)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.tick_offset)
     }
 
     fn accept(&mut self, event: HostEvent) {
@@ -196,9 +350,14 @@ impl Environment for LiveEnvironment {
             None if self.wakeable || self.in_flight > 0 => Duration::from_millis(100),
             None => return None,
         };
+        if let Some(sink) = &self.outputs {
+            sink.before_wait();
+        }
         match self.events.recv_timeout(wait) {
             Ok(event) => self.accept(event),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            // Nothing can send any more: the wait is a plain sleep.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
         Some(self.ticks())
     }
@@ -224,52 +383,21 @@ impl Environment for LiveEnvironment {
     }
 
     fn submit(&mut self, _icount: u64, slot: usize, request: BackendRequest) {
-        let backend = self.backends.get(slot).and_then(Option::as_ref);
-        match (backend, request) {
-            (Some(LiveBackend::Disk(disk)), BackendRequest::Block { id, op }) => {
-                self.in_flight += 1;
-                disk.submit(
-                    id,
-                    match op {
-                        BlockOp::Read { sector, len } => DiskOp::Read {
-                            offset: sector.saturating_mul(512),
-                            len,
-                        },
-                        BlockOp::Write { sector, data } => DiskOp::Write {
-                            offset: sector.saturating_mul(512),
-                            data,
-                        },
-                        BlockOp::Flush => DiskOp::Flush,
-                        BlockOp::Discard { sector, sectors } => DiskOp::Discard {
-                            offset: sector.saturating_mul(512),
-                            len: sectors.saturating_mul(512),
-                        },
-                    },
-                );
+        if !matches!(request, BackendRequest::NetTx { .. }) {
+            self.in_flight += 1;
+        }
+        if let Some(sink) = &self.outputs {
+            if sink.is_output(slot, &request) {
+                sink.hold(slot, request);
+                return;
             }
-            (Some(LiveBackend::Tap(tap)), BackendRequest::NetTx { frame }) => tap.send(frame),
-            (Some(LiveBackend::Entropy(e)), BackendRequest::Entropy { id, len }) => {
-                self.in_flight += 1;
-                e.request(id, len);
-            }
-            // A request for a backend of another kind cannot come from a
-            // correctly built machine; answer it as a failure rather than hang.
-            (_, BackendRequest::Block { id, .. }) => self.pending.push((
-                slot,
-                BackendCompletion::Block {
-                    id,
-                    status: VIRTIO_BLK_S_IOERR,
-                    data: Vec::new(),
-                },
-            )),
-            (_, BackendRequest::Entropy { id, .. }) => self.pending.push((
-                slot,
-                BackendCompletion::Entropy {
-                    id,
-                    data: Vec::new(),
-                },
-            )),
-            (_, BackendRequest::NetTx { .. }) => {}
+        }
+        let Some(backends) = &self.backends else {
+            return;
+        };
+        if let Some(failed) = backends.submit(slot, request) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.pending.push((slot, failed));
         }
     }
 

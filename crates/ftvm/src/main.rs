@@ -1,10 +1,14 @@
 //! The ftvm command line.
 //!
 //! `ftvm run` boots a machine (by default the fetched Debian guest) with the
-//! console on the terminal; `ftvm images fetch` obtains the guest images.
+//! console on the terminal; `ftvm primary` and `ftvm backup` run it as a
+//! fault-tolerant pair, `ftvm status` shows a side's state and `ftvm demo`
+//! shows a failover; `ftvm images fetch` obtains the guest images.
 
 mod cli;
 mod console;
+mod demo;
+mod ft;
 mod live;
 mod record;
 

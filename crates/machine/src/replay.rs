@@ -321,6 +321,13 @@ impl<R: Read> Replayer<R> {
         }
     }
 
+    /// True when every entry of the log has been consumed and nothing went
+    /// wrong: the log ended cleanly after a complete frame (an FT backup
+    /// whose primary is gone goes live from exactly here).
+    pub fn exhausted(&self) -> bool {
+        self.next.is_none() && self.error.is_none()
+    }
+
     /// True when the log holds the end of the run next (a recording that
     /// the user stopped, or one cut short, ends here).
     pub fn at_end(&self) -> bool {

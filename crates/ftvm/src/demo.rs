@@ -1,0 +1,263 @@
+//! `ftvm demo`: a failover on this machine, no root needed.
+//!
+//! Starts `ftvm primary` and `ftvm backup` on loopback with the default guest
+//! running a workload that prints a numbered line five times a second and a
+//! file arbiter in a temporary directory; shows the primary's console; kills
+//! the primary with SIGKILL after a few seconds of workload; shows the backup
+//! going live and the workload going on; then prints the failover time
+//! (SIGKILL to the first console output of the new primary) and whether the
+//! numbered lines had a gap.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// `ftvm demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Seconds of workload before the primary is killed.
+    #[arg(long, default_value_t = 5)]
+    kill_after: u64,
+    /// Seconds the new primary is watched after the failover.
+    #[arg(long, default_value_t = 5)]
+    watch: u64,
+    /// Keep the demo's directory (consoles, arbiter file) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The guest's workload: numbered lines, five a second.
+const WORKLOAD: &str =
+    "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo \"tick $i\"; usleep 200000; done";
+
+struct Proc {
+    child: Child,
+    name: &'static str,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        // Our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+fn spawn(name: &'static str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+    let exe = std::env::current_exe()?;
+    let err = std::fs::File::create(log)?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the {name}: {e}"))?;
+    Ok(Proc { child, name })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+fn ticks(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.trim().parse().ok())
+        .collect()
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    ftvm_host::images::locate(&ftvm_host::images::default_cache_dir()).map_err(|e| {
+        anyhow::anyhow!("{e}\nftvm demo boots the default guest: run `ftvm images fetch` first")
+    })?;
+    let dir = std::env::temp_dir().join(format!("ftvm-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = demo(&args, &dir);
+    if args.keep {
+        eprintln!("demo files kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let arbiter = format!("file={}", dir.join("arbiter").display());
+    let p_console: PathBuf = dir.join("primary.console");
+    let b_console: PathBuf = dir.join("backup.console");
+    let common = |role: &str, console: &Path, control: &str| -> Vec<String> {
+        let mut a = vec![
+            role.to_string(),
+            "--arbiter".into(),
+            arbiter.clone(),
+            "--serial".into(),
+            format!("file={}", console.display()),
+            "--control".into(),
+            dir.join(control).display().to_string(),
+            "--guest-cmd".into(),
+            WORKLOAD.into(),
+        ];
+        match role {
+            "primary" => a.extend(["--listen".into(), addr.clone()]),
+            _ => a.extend(["--peer".into(), addr.clone()]),
+        }
+        a
+    };
+    println!(
+        "ftvm demo: a fault-tolerant pair on this machine (files in {})",
+        dir.display()
+    );
+    let mut primary = spawn(
+        "primary",
+        &common("primary", &p_console, "primary.sock"),
+        &dir.join("primary.log"),
+    )?;
+    std::thread::sleep(Duration::from_millis(200));
+    let mut backup = spawn(
+        "backup",
+        &common("backup", &b_console, "backup.sock"),
+        &dir.join("backup.log"),
+    )?;
+    println!("ftvm demo: primary (pid {}) and backup (pid {}) started; booting Debian on the primary, replayed by the backup...", primary.child.id(), backup.child.id());
+
+    // The primary's console, until enough workload has run.
+    let mut shown = 0usize;
+    let mut first_tick: Option<Instant> = None;
+    let boot_guard = Instant::now() + Duration::from_secs(600);
+    loop {
+        for p in [&mut primary, &mut backup] {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                anyhow::bail!(
+                    "the {} exited early ({status}):\n{}",
+                    p.name,
+                    read(&dir.join(format!("{}.log", p.name)))
+                );
+            }
+        }
+        let text = read(&p_console);
+        if text.len() > shown {
+            print_prefixed("primary", &text[shown..]);
+            shown = text.len();
+        }
+        if first_tick.is_none() && !ticks(&text).is_empty() {
+            first_tick = Some(Instant::now());
+        }
+        if first_tick.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.kill_after)) {
+            break;
+        }
+        if Instant::now() > boot_guard {
+            anyhow::bail!("the guest did not start its workload within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Ok(s) = crate::ft::control::query(&dir.join("primary.sock")) {
+        println!("ftvm demo: primary status before the failure:");
+        print_prefixed("status", &s);
+    }
+    println!(
+        "ftvm demo: SIGKILL to the primary (pid {})",
+        primary.child.id()
+    );
+    let killed = Instant::now();
+    primary.kill();
+    let primary_text = read(&p_console);
+    if primary_text.len() > shown {
+        print_prefixed("primary", &primary_text[shown..]);
+    }
+
+    let mut shown_b = 0usize;
+    let mut first_output: Option<Duration> = None;
+    let watch_end = Instant::now() + Duration::from_secs(args.watch) + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = backup.child.try_wait() {
+            anyhow::bail!(
+                "the backup exited ({status}):\n{}",
+                read(&dir.join("backup.log"))
+            );
+        }
+        let text = read(&b_console);
+        if text.len() > shown_b {
+            if first_output.is_none() {
+                first_output = Some(killed.elapsed());
+            }
+            print_prefixed("backup ", &text[shown_b..]);
+            shown_b = text.len();
+        }
+        if first_output.is_some_and(|f| killed.elapsed() >= f + Duration::from_secs(args.watch)) {
+            break;
+        }
+        if Instant::now() > watch_end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Ok(s) = crate::ft::control::query(&dir.join("backup.sock")) {
+        println!("ftvm demo: new primary's status:");
+        print_prefixed("status", &s);
+    }
+    backup.kill();
+
+    let before = ticks(&primary_text);
+    let after = ticks(&read(&b_console));
+    let last_before = before.last().copied().unwrap_or(0);
+    let first_after = after.first().copied();
+    let mut all: Vec<u64> = before.iter().chain(after.iter()).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    let gap = all
+        .windows(2)
+        .find(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]));
+    let duplicates = before.len() + after.len() - all.len();
+    println!();
+    match first_output {
+        Some(t) => println!(
+            "failover time: {} ms from SIGKILL of the primary to the first console output of the new primary",
+            t.as_millis()
+        ),
+        None => println!("failover: the backup printed nothing after the primary was killed"),
+    }
+    println!(
+        "console: the primary's last line was tick {last_before}, the new primary's first was tick {}; {}; {duplicates} line(s) printed twice",
+        first_after.map_or("none".into(), |t| t.to_string()),
+        match gap {
+            None if first_after.is_some() => "no gap".to_string(),
+            None => "no output after the failover".to_string(),
+            Some((a, b)) => format!("GAP between tick {a} and tick {b}"),
+        }
+    );
+    let ok = first_output.is_some() && gap.is_none() && first_after.is_some();
+    let _ = std::io::stdout().flush();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_prefixed(who: &str, text: &str) {
+    let mut out = std::io::stdout().lock();
+    for line in text.split_inclusive('\n') {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let _ = writeln!(out, "[{who}] {line}");
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,497 @@
+//! `ftvm backup`: replays the primary's log as it arrives, a little behind,
+//! and goes live when the primary is declared failed and this side wins the
+//! arbiter.
+//!
+//! [`BackupEnvironment`] answers the machine from the log (a [`Replayer`])
+//! while paired. Once the log is exhausted after go-live was decided (every
+//! entry received has been replayed), it switches, at exactly that point of
+//! the run, to a live environment on this host's own backends: it continues
+//! the guest's time, re-issues the disk and entropy requests the primary had
+//! in flight, sends again the outputs the primary may not have sent (frames
+//! and console bytes produced after the last release the primary reported:
+//! duplicates are possible, loss is not), and announces the guest's MAC
+//! through each TAP.
+
+use super::pipe::{split_frames, Inbound};
+use super::{read_message, start_heartbeats, FtArgs, Hooks};
+use crate::console::Console;
+use crate::live::{Backends, LiveEnvironment};
+use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
+use ftvm_machine::replay::{digest_due, Replayer};
+use ftvm_machine::{Environment, Machine, MachineConfig, Step};
+use ftvm_protocol::{Input, Message, Role};
+use ftvm_replay::{EndStatus, LogReader};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the backup needs besides its flags.
+pub struct BackupSetup {
+    /// The machine, as this side's flags describe it.
+    pub config: MachineConfig,
+    /// This side's configuration record, compared with the primary's.
+    pub config_record: Vec<u8>,
+    /// The live environment for after go-live (devices open).
+    pub env: LiveEnvironment,
+    /// The console.
+    pub console: Console,
+    /// MAC addresses of the network cards, by virtio slot.
+    pub macs: Vec<(usize, [u8; 6])>,
+}
+
+/// An output the primary may not have sent, with its tag.
+enum Resend {
+    Frame(usize, Vec<u8>),
+    Console(Vec<u8>),
+}
+
+/// The backup's side of the event boundary.
+pub struct BackupEnvironment {
+    replayer: Replayer<super::pipe::InboundReader>,
+    live: LiveEnvironment,
+    is_live: bool,
+    /// Requests submitted and not completed yet, by (slot, id), in order.
+    outstanding: BTreeMap<(usize, u64), (u64, (usize, BackendRequest))>,
+    order: u64,
+    /// Outputs after the primary's last reported release.
+    resend: VecDeque<(u64, Resend)>,
+    /// The primary's release bound as last reported.
+    released: u64,
+    /// The guest time last answered.
+    mtime: u64,
+    /// Perform disk writes on this side's own copy.
+    own_disk: bool,
+    macs: Vec<(usize, [u8; 6])>,
+    /// Console bytes to print at go-live.
+    console_backlog: Vec<u8>,
+    went_live_at: Option<u64>,
+}
+
+impl BackupEnvironment {
+    fn switch(&mut self, icount: u64) -> bool {
+        if !self.is_live && self.replayer.exhausted() {
+            self.go_live(icount);
+        }
+        self.is_live
+    }
+
+    fn go_live(&mut self, icount: u64) {
+        self.is_live = true;
+        self.went_live_at = Some(icount);
+        self.live.discard_events();
+        self.live.continue_time_from(self.mtime);
+        let backends = self.live.backends().cloned();
+        // Outputs the primary may not have sent.
+        let released = self.released;
+        for (tag, item) in std::mem::take(&mut self.resend) {
+            if tag <= released {
+                continue;
+            }
+            match item {
+                Resend::Frame(slot, frame) => {
+                    if let Some(b) = &backends {
+                        b.submit(slot, BackendRequest::NetTx { frame });
+                    }
+                }
+                Resend::Console(bytes) => self.console_backlog.extend(bytes),
+            }
+        }
+        // Requests the primary had in flight.
+        let mut pending: Vec<_> = std::mem::take(&mut self.outstanding)
+            .into_values()
+            .collect();
+        pending.sort_by_key(|(order, _)| *order);
+        let reissued = pending.len();
+        for (_, (slot, request)) in pending {
+            self.live.reissue(slot, request);
+        }
+        if let Some(b) = &backends {
+            announce(b, &self.macs);
+        }
+        eprintln!(
+            "\r\nftvm backup: live at icount {icount}; {reissued} request(s) re-issued; guest MAC announced"
+        );
+    }
+
+    fn tag(&self) -> u64 {
+        self.replayer.stats().entries
+    }
+
+    /// Keeps console output until the primary has reported it released.
+    fn console(&mut self, bytes: Vec<u8>, released: u64) {
+        self.released = self.released.max(released);
+        let released = self.released;
+        while self.resend.front().is_some_and(|(t, _)| *t <= released) {
+            self.resend.pop_front();
+        }
+        if !bytes.is_empty() {
+            let tag = self.tag();
+            self.resend.push_back((tag, Resend::Console(bytes)));
+        }
+    }
+}
+
+impl BackupEnvironment {
+    fn track(&mut self, slot: usize, request: &BackendRequest) {
+        let id = match request {
+            BackendRequest::Block { id, .. } | BackendRequest::Entropy { id, .. } => *id,
+            BackendRequest::NetTx { .. } => return,
+        };
+        self.order += 1;
+        self.outstanding
+            .insert((slot, id), (self.order, (slot, request.clone())));
+    }
+}
+
+impl Environment for BackupEnvironment {
+    fn now(&mut self, icount: u64) -> u64 {
+        if self.switch(icount) {
+            return self.live.now(icount);
+        }
+        let t = self.replayer.now(icount);
+        self.mtime = self.mtime.max(t);
+        t
+    }
+
+    fn idle(&mut self, icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
+        if self.switch(icount) {
+            return self.live.idle(icount, now, deadline);
+        }
+        let woke = self.replayer.idle(icount, now, deadline);
+        if let Some(t) = woke {
+            self.mtime = self.mtime.max(t);
+        }
+        woke
+    }
+
+    fn console_input(&mut self, icount: u64, max: usize) -> Vec<u8> {
+        if self.switch(icount) {
+            return self.live.console_input(icount, max);
+        }
+        self.replayer.console_input(icount, max)
+    }
+
+    fn wall_clock_base_ns(&mut self) -> u64 {
+        self.replayer.wall_clock_base_ns()
+    }
+
+    fn rng_seed(&mut self) -> [u8; 32] {
+        self.replayer.rng_seed()
+    }
+
+    fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        if self.switch(icount) {
+            return self.live.submit(icount, slot, request);
+        }
+        self.replayer.submit(icount, slot, request.clone());
+        if self.switch(icount) {
+            // The log ended right here: the primary may never have taken
+            // this request. It is in flight now, on this side.
+            return self.live.submit(icount, slot, request);
+        }
+        let tag = self.tag();
+        self.track(slot, &request);
+        match request {
+            BackendRequest::NetTx { frame } => {
+                self.resend.push_back((tag, Resend::Frame(slot, frame)));
+            }
+            BackendRequest::Block { id, op }
+                if self.own_disk && !matches!(op, BlockOp::Read { .. }) =>
+            {
+                // This side's copy gets the same writes, in order.
+                let done = self.live.perform_now(
+                    slot,
+                    BackendRequest::Block { id, op },
+                    Duration::from_secs(60),
+                );
+                if !matches!(done, Some(BackendCompletion::Block { status: 0, .. })) {
+                    eprintln!("\r\nftvm backup: a write to this side's copy of disk {slot} failed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
+        if self.switch(icount) {
+            return self.live.completions(icount);
+        }
+        let done = self.replayer.completions(icount);
+        for (slot, c) in &done {
+            let id = match c {
+                BackendCompletion::Block { id, .. } | BackendCompletion::Entropy { id, .. } => *id,
+                BackendCompletion::NetRx { .. } => continue,
+            };
+            self.outstanding.remove(&(*slot, id));
+        }
+        if self.outstanding.len() > 4096 {
+            // Never grows without bound whatever the log says.
+            let first = self.outstanding.keys().next().copied();
+            if let Some(k) = first {
+                self.outstanding.remove(&k);
+            }
+        }
+        done
+    }
+}
+
+/// Sends RARP announcements of each guest MAC through its TAP, as QEMU
+/// does after migration, so that bridges learn the guest's new port.
+fn announce(backends: &Arc<Backends>, macs: &[(usize, [u8; 6])]) {
+    for &(slot, mac) in macs {
+        let frame = rarp(mac);
+        for _ in 0..3 {
+            backends.submit(
+                slot,
+                BackendRequest::NetTx {
+                    frame: frame.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// A RARP "request reverse" frame from `mac` (ethertype 0x8035).
+pub fn rarp(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x80, 0x35]);
+    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0; 4]);
+    f.resize(60, 0);
+    f
+}
+
+/// The parts of a configuration record that must agree between the two
+/// sides: everything but where each side keeps its image files.
+fn fingerprint(record: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(record)
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields.as_slice() {
+                [kind @ ("firmware" | "kernel" | "initrd"), hash, _path] => {
+                    format!("{kind} {hash}")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Runs the backup until the replayed guest powers off, or until it ran live
+/// and ended.
+pub fn run(
+    peer: SocketAddr,
+    args: &FtArgs,
+    setup: BackupSetup,
+) -> anyhow::Result<std::process::ExitCode> {
+    let arbiter = ftvm_arbiter::open(&args.arbiter)
+        .map_err(|e| anyhow::anyhow!("--arbiter {}: {e}", args.arbiter))?;
+    let mut stream = connect(peer)?;
+    stream.set_nodelay(true)?;
+    let udp = UdpSocket::bind(SocketAddr::new(stream.local_addr()?.ip(), 0))?;
+    stream.write_all(
+        &Message::Hello {
+            udp_port: udp.local_addr()?.port(),
+        }
+        .encode(),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let welcome = read_message(&mut stream)
+        .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
+    let Message::Welcome { session, udp_port } = welcome else {
+        anyhow::bail!("the primary at {peer} sent {welcome:?} instead of welcome");
+    };
+    stream.set_read_timeout(None)?;
+    eprintln!("ftvm backup: connected to the primary at {peer}, session {session:016x}");
+
+    let BackupSetup {
+        config,
+        config_record,
+        env,
+        mut console,
+        macs,
+    } = setup;
+    let inbound = Inbound::new(args.log_buffer as usize);
+    let hooks = Hooks {
+        go_live: Some({
+            let inbound = inbound.clone();
+            Box::new(move |()| {
+                eprintln!("\r\nftvm backup: the primary is gone and this side won the arbiter; replaying the rest of the log");
+                inbound.end();
+            })
+        }),
+        halt: Some({
+            let inbound = inbound.clone();
+            Box::new(move |reason: String| inbound.fail(reason))
+        }),
+        ..Hooks::default()
+    };
+    let shared = super::shared(
+        Role::Backup,
+        session,
+        args,
+        udp,
+        SocketAddr::new(peer.ip(), udp_port),
+        stream.try_clone()?,
+        arbiter,
+        hooks,
+    );
+    start_heartbeats(&shared)?;
+    if let Some(path) = &args.control {
+        super::control::serve(path, shared.clone(), {
+            let inbound = inbound.clone();
+            Box::new(move || super::control::Counters {
+                log_bytes: inbound.bytes(),
+                held: (0, 0),
+            })
+        })?;
+    }
+    let rx_inbound = inbound.clone();
+    let rx_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("log-receiver".into())
+        .spawn(move || {
+            let mut stream = stream;
+            let _ = split_frames(&mut stream, &mut |bytes, frames| {
+                let entries = rx_inbound.push(bytes, frames);
+                if frames > 0 {
+                    rx_shared.feed(Input::LogReceived { entries });
+                }
+            });
+            rx_shared.channel_lost();
+        })?;
+
+    let (reader, header) =
+        LogReader::new(inbound.reader()).map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
+    let theirs = fingerprint(&header.config);
+    let ours = fingerprint(&config_record);
+    if theirs != ours {
+        let diff = theirs
+            .iter()
+            .zip(ours.iter())
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("the primary has `{a}`, this side `{b}`"))
+            .unwrap_or_else(|| "a different number of devices".into());
+        anyhow::bail!("the primary runs a different machine: {diff}");
+    }
+    let mut env = BackupEnvironment {
+        replayer: Replayer::new(reader),
+        live: env,
+        is_live: false,
+        outstanding: BTreeMap::new(),
+        order: 0,
+        resend: VecDeque::new(),
+        released: 0,
+        mtime: 0,
+        own_disk: args.non_shared_disk,
+        macs,
+        console_backlog: Vec::new(),
+        went_live_at: None,
+    };
+    let quit = env.live.quit_flag();
+    let mut machine = Machine::new(config, &mut env)?;
+    let outcome = loop {
+        if let Some(reason) = shared.halted() {
+            anyhow::bail!("{reason}");
+        }
+        if let Some(e) = env.replayer.take_error() {
+            if let Some(reason) = shared.halted() {
+                anyhow::bail!("{reason}");
+            }
+            anyhow::bail!("the backup cannot follow the primary's log: {e}");
+        }
+        if !env.is_live {
+            if let Some(status) = env.replayer.recorded_end() {
+                if status == EndStatus::Stopped {
+                    break Step::Running;
+                }
+            }
+        }
+        let before = machine.icount();
+        let step = machine.step(&mut env)?;
+        // The digest first, as the primary's recorder takes it: before the
+        // console output is taken from the UART.
+        if !env.is_live && digest_due(before, machine.icount()) && !env.replayer.exhausted() {
+            let d = machine.digest();
+            env.replayer.check_digest(machine.icount(), d);
+        }
+        let out = machine.take_console_output();
+        if env.is_live {
+            if !env.console_backlog.is_empty() {
+                console.write(&std::mem::take(&mut env.console_backlog));
+            }
+            if !out.is_empty() {
+                console.write(&out);
+            }
+        } else {
+            env.console(out, shared.released());
+            env.live.discard_events();
+        }
+        shared.executed(machine.icount(), machine.mtime());
+        match step {
+            Step::Running | Step::Reboot if !quit.get() => {}
+            Step::Running | Step::Reboot => break Step::Running,
+            other => {
+                if !env.is_live {
+                    ftvm_machine::replay::replay_end(&mut machine, &mut env.replayer, other);
+                    if let Some(e) = env.replayer.take_error() {
+                        anyhow::bail!("the backup cannot follow the primary's log: {e}");
+                    }
+                }
+                break other;
+            }
+        }
+    };
+    console.restore();
+    env.live.shutdown();
+    super::finish(outcome)
+}
+
+/// Connects to the primary, retrying for a while (it may still be starting).
+fn connect(peer: SocketAddr) -> anyhow::Result<TcpStream> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpStream::connect_timeout(&peer, Duration::from_secs(2)) {
+            Ok(s) => return Ok(s),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                anyhow::bail!("cannot reach the primary at {peer}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_rarp_frame_is_a_minimal_ethernet_frame_from_the_mac() {
+        let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+        let f = rarp(mac);
+
+        assert_eq!(f.len(), 60);
+        assert_eq!(&f[6..12], &mac);
+        assert_eq!(&f[12..14], &[0x80, 0x35]);
+        assert_eq!(&f[22..28], &mac);
+    }
+
+    #[test]
+    fn test_fingerprint_ignores_image_paths_but_not_hashes() {
+        let a = b"ftvm-config 1\nmemory 5\nkernel 00ff 2f61\n";
+        let b = b"ftvm-config 1\nmemory 5\nkernel 00ff 2f62\n";
+        let c = b"ftvm-config 1\nmemory 5\nkernel 00fe 2f61\n";
+
+        assert_eq!(fingerprint(a), fingerprint(b));
+        assert_ne!(fingerprint(a), fingerprint(c));
+    }
+}

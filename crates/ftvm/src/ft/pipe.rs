@@ -1,0 +1,427 @@
+//! The two ends of the logging channel's buffers (DESIGN.md §3: "a large
+//! buffer on each side; if the primary's buffer is full the primary's vCPU
+//! waits; if the backup's is empty it waits").
+//!
+//! [`LogPipe`] is the primary's: the recorder writes the log into it (the
+//! header, then one whole frame per write) and a sender thread drains it into
+//! the TCP stream. [`Inbound`] is the backup's: a receiver thread puts whole
+//! frames into it as they arrive and the replayer reads them out.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Bytes of a log frame besides its payload (see `ftvm_replay`'s layout).
+pub const FRAME_OVERHEAD: usize = 25;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+#[derive(Default)]
+struct PipeState {
+    buf: Vec<u8>,
+    header_written: bool,
+    /// Frames written so far.
+    entries: u64,
+    /// Bytes written so far, header included.
+    bytes: u64,
+    flush: bool,
+    /// The channel broke: data is dropped from now on, never waited for.
+    broken: bool,
+    /// The writer is done (End written, or the pair ended).
+    closed: bool,
+}
+
+/// The primary's outbound log buffer.
+pub struct LogPipe {
+    state: Mutex<PipeState>,
+    cond: Condvar,
+    capacity: usize,
+}
+
+impl LogPipe {
+    /// A buffer holding at most `capacity` bytes not yet sent.
+    pub fn new(capacity: usize) -> Arc<LogPipe> {
+        Arc::new(LogPipe {
+            state: Mutex::new(PipeState::default()),
+            cond: Condvar::new(),
+            capacity: capacity.max(64 * 1024),
+        })
+    }
+
+    /// Log entries written so far: the tag of an output produced now.
+    pub fn entries(&self) -> u64 {
+        lock(&self.state).entries
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        lock(&self.state).bytes
+    }
+
+    /// Asks the sender to send what is buffered now.
+    pub fn flush(&self) {
+        let mut s = lock(&self.state);
+        if !s.buf.is_empty() {
+            s.flush = true;
+            self.cond.notify_all();
+        }
+    }
+
+    /// The channel is gone: drop buffered and future data, never block.
+    pub fn break_channel(&self) {
+        let mut s = lock(&self.state);
+        s.broken = true;
+        s.buf = Vec::new();
+        self.cond.notify_all();
+    }
+
+    /// No more data will come.
+    pub fn close(&self) {
+        let mut s = lock(&self.state);
+        s.closed = true;
+        s.flush = true;
+        self.cond.notify_all();
+    }
+
+    /// Sender side: waits for data to send (at most `max_wait` without a
+    /// flush request), and takes it. `None` once closed and drained, or broken.
+    pub fn take(&self, max_wait: Duration) -> Option<Vec<u8>> {
+        let mut s = lock(&self.state);
+        loop {
+            if s.broken {
+                return None;
+            }
+            if !s.buf.is_empty() && (s.flush || s.closed || s.buf.len() >= self.capacity / 4) {
+                s.flush = false;
+                let out = std::mem::take(&mut s.buf);
+                self.cond.notify_all();
+                return Some(out);
+            }
+            if s.closed && s.buf.is_empty() {
+                return None;
+            }
+            let (next, timeout) = self
+                .cond
+                .wait_timeout(s, max_wait)
+                .unwrap_or_else(|poison| poison.into_inner());
+            s = next;
+            if timeout.timed_out() && !s.buf.is_empty() {
+                s.flush = true;
+            }
+        }
+    }
+
+    /// A writer for the recorder.
+    pub fn writer(self: &Arc<Self>) -> PipeWriter {
+        PipeWriter(self.clone())
+    }
+}
+
+/// The recorder's end of a [`LogPipe`].
+pub struct PipeWriter(Arc<LogPipe>);
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let pipe = &self.0;
+        let mut s = lock(&pipe.state);
+        if s.header_written {
+            // The log writer hands over exactly one whole frame per write;
+            // the output rule counts entries by it.
+            let whole = data.len() >= 4
+                && data.len()
+                    == FRAME_OVERHEAD
+                        + u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+            if !whole {
+                return Err(io::Error::other(
+                    "the log pipe takes one whole frame per write",
+                ));
+            }
+        }
+        // The vCPU waits while the buffer is full.
+        while !s.broken && !s.buf.is_empty() && s.buf.len() + data.len() > pipe.capacity {
+            s.flush = true;
+            pipe.cond.notify_all();
+            s = pipe
+                .cond
+                .wait(s)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        if !s.broken {
+            s.buf.extend_from_slice(data);
+        }
+        if s.header_written {
+            s.entries += 1;
+        }
+        s.header_written = true;
+        s.bytes += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush();
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct InboundState {
+    buf: VecDeque<u8>,
+    /// Whole frames received.
+    entries: u64,
+    bytes: u64,
+    /// No more data will come: the reader returns end of stream once drained.
+    ended: bool,
+    /// Stop: the reader fails with this.
+    failed: Option<String>,
+}
+
+/// The backup's inbound log buffer.
+pub struct Inbound {
+    state: Mutex<InboundState>,
+    cond: Condvar,
+    capacity: usize,
+}
+
+impl Inbound {
+    /// A buffer holding at most `capacity` bytes not yet replayed.
+    pub fn new(capacity: usize) -> Arc<Inbound> {
+        Arc::new(Inbound {
+            state: Mutex::new(InboundState::default()),
+            cond: Condvar::new(),
+            capacity: capacity.max(64 * 1024),
+        })
+    }
+
+    /// Receiver side: appends bytes holding `frames` whole frames (or the
+    /// header, with `frames` 0), waiting while the buffer is full. Returns
+    /// the number of frames received in total.
+    pub fn push(&self, bytes: &[u8], frames: u64) -> u64 {
+        let mut s = lock(&self.state);
+        while s.failed.is_none() && !s.buf.is_empty() && s.buf.len() + bytes.len() > self.capacity {
+            s = self
+                .cond
+                .wait(s)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        s.buf.extend(bytes);
+        s.entries += frames;
+        s.bytes += bytes.len() as u64;
+        self.cond.notify_all();
+        s.entries
+    }
+
+    /// Bytes received.
+    pub fn bytes(&self) -> u64 {
+        lock(&self.state).bytes
+    }
+
+    /// No more data will come (the backup goes live, or the log ended).
+    pub fn end(&self) {
+        let mut s = lock(&self.state);
+        s.ended = true;
+        self.cond.notify_all();
+    }
+
+    /// Makes the reader fail (the backup halts).
+    pub fn fail(&self, why: String) {
+        let mut s = lock(&self.state);
+        s.failed = Some(why);
+        self.cond.notify_all();
+    }
+
+    /// A reader for the replayer.
+    pub fn reader(self: &Arc<Self>) -> InboundReader {
+        InboundReader(self.clone())
+    }
+}
+
+/// The replayer's end of an [`Inbound`].
+pub struct InboundReader(Arc<Inbound>);
+
+impl Read for InboundReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let inbound = &self.0;
+        let mut s = lock(&inbound.state);
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(io::Error::other(why.clone()));
+            }
+            if !s.buf.is_empty() {
+                let n = out.len().min(s.buf.len());
+                for (dst, src) in out.iter_mut().zip(s.buf.drain(..n)) {
+                    *dst = src;
+                }
+                inbound.cond.notify_all();
+                return Ok(n);
+            }
+            if s.ended {
+                return Ok(0);
+            }
+            s = inbound
+                .cond
+                .wait(s)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+    }
+}
+
+/// Reads the log from a stream and splits it at frame boundaries: calls
+/// `on_data(bytes, frames)` with the header first, then with batches of
+/// whole frames. Returns when the stream ends or fails (with the reason).
+pub fn split_frames(stream: &mut dyn Read, on_data: &mut dyn FnMut(&[u8], u64)) -> io::Result<()> {
+    // Header: magic 8, version 2, config_len 4, config, crc 4.
+    let mut head = [0u8; 14];
+    stream.read_exact(&mut head)?;
+    let config_len = u32::from_le_bytes([head[10], head[11], head[12], head[13]]) as usize;
+    if config_len > 16 << 20 {
+        return Err(io::Error::other(format!(
+            "the log header announces a {config_len}-byte configuration record"
+        )));
+    }
+    let mut header = head.to_vec();
+    header.resize(14 + config_len + 4, 0);
+    stream.read_exact(&mut header[14..])?;
+    on_data(&header, 0);
+
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut have = 0usize;
+    loop {
+        let n = stream.read(&mut buf[have..])?;
+        if n == 0 {
+            return if have == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the log stream ended inside a frame",
+                ))
+            };
+        }
+        have += n;
+        // Whole frames at the front.
+        let mut at = 0;
+        let mut frames = 0;
+        while have - at >= 4 {
+            let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+            if len > ftvm_replay::MAX_FRAME_LEN as usize {
+                return Err(io::Error::other(format!(
+                    "a log frame announces {len} payload bytes, more than the format allows"
+                )));
+            }
+            let total = FRAME_OVERHEAD + len;
+            if have - at < total {
+                if total > buf.len() {
+                    buf.resize(total, 0);
+                }
+                break;
+            }
+            at += total;
+            frames += 1;
+        }
+        if frames > 0 {
+            on_data(&buf[..at], frames);
+            buf.copy_within(at..have, 0);
+            have -= at;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftvm_replay::{Event, Header, LogReader, LogWriter};
+
+    #[test]
+    fn test_pipe_counts_frames_and_a_split_stream_reads_back() {
+        let pipe = LogPipe::new(1 << 20);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(b"cfg".to_vec())).expect("header");
+        for i in 0..100 {
+            log.write(i, &Event::Now { mtime: i * 3 }).expect("frame");
+        }
+        pipe.close();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = pipe.take(Duration::from_millis(1)) {
+            bytes.extend(chunk);
+        }
+
+        let inbound = Inbound::new(1 << 20);
+        split_frames(&mut &bytes[..], &mut |b, f| {
+            inbound.push(b, f);
+        })
+        .expect("splits");
+        inbound.end();
+        let (mut reader, header) = LogReader::new(inbound.reader()).expect("header");
+        let mut n = 0;
+        while let Some(e) = reader.next().expect("entry") {
+            assert_eq!(e.event, Event::Now { mtime: n * 3 });
+            n += 1;
+        }
+
+        assert_eq!((pipe.entries(), n), (100, 100));
+        assert_eq!(header.config, b"cfg".to_vec());
+    }
+
+    #[test]
+    fn test_stream_cut_inside_a_frame_is_an_error_after_the_whole_ones() {
+        let pipe = LogPipe::new(1 << 20);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        log.write(1, &Event::Now { mtime: 1 }).expect("frame");
+        log.write(2, &Event::Now { mtime: 2 }).expect("frame");
+        pipe.close();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = pipe.take(Duration::from_millis(1)) {
+            bytes.extend(chunk);
+        }
+        bytes.truncate(bytes.len() - 3);
+        let mut frames = 0;
+
+        let result = split_frames(&mut &bytes[..], &mut |_, f| frames += f);
+
+        assert_eq!(frames, 1);
+        assert!(result.is_err_and(|e| e.to_string().contains("inside a frame")));
+    }
+
+    #[test]
+    fn test_full_pipe_blocks_the_writer_until_the_sender_drains() {
+        let pipe = LogPipe::new(64 * 1024);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        let drained = pipe.clone();
+        let sender = std::thread::spawn(move || {
+            let mut total = 0;
+            while let Some(chunk) = drained.take(Duration::from_millis(1)) {
+                total += chunk.len();
+            }
+            total
+        });
+        let big = vec![7u8; 20_000];
+        for i in 0..50 {
+            log.write(i, &Event::ConsoleInput { bytes: big.clone() })
+                .expect("frame");
+        }
+        let written = pipe.bytes();
+        pipe.close();
+
+        assert_eq!(sender.join().expect("sender") as u64, written);
+    }
+
+    #[test]
+    fn test_inbound_reader_waits_for_data_and_ends_when_told() {
+        let inbound = Inbound::new(1 << 16);
+        let mut reader = inbound.reader();
+        let feeder = inbound.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            feeder.push(b"abc", 0);
+            feeder.end();
+        });
+        let mut out = Vec::new();
+
+        reader.read_to_end(&mut out).expect("reads");
+        t.join().expect("feeder");
+
+        assert_eq!(out, b"abc");
+    }
+}
