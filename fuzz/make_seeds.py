@@ -195,3 +195,27 @@ write("nbd_handshake", "reply-too-long", bytes([1, 0]) + struct.pack(">QIII", OP
 write("nbd_handshake", "write-fails", bytes([1 | 2 | (8 << 2), 0]) + rep(3, info) + rep(1, b""))
 write("nbd_handshake", "raw-greeting", bytes([0, 0]) + struct.pack(">QQH", 0x4E42444D41474943,
                                                                   0x49484156454F5054, 1))
+
+
+# --- protocol_message: one 64-byte FT protocol message (crates/protocol/src/wire.rs).
+def fnv1a(b):
+    h = 0x811C9DC5
+    for x in b:
+        h = ((h ^ x) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def msg(kind, session, fields):
+    b = b"FTVP" + bytes([1, kind, 0, 0]) + struct.pack("<Q", session)
+    b += b"".join(struct.pack("<Q", f) for f in fields)
+    return b + struct.pack("<I", fnv1a(b)) + b"\0" * 4
+
+
+S = 0x0102030405060708
+write("protocol_message", "heartbeat-primary", msg(1, S, [0, 0, 5, 0, 1000]))
+write("protocol_message", "heartbeat-backup", msg(1, S, [1, 0, 0, 7, 900]))
+write("protocol_message", "ack", msg(2, S, [9, 12345, 678, 0, 0]))
+write("protocol_message", "ack-beyond", msg(2, S, [2**64 - 1] * 3 + [0, 0]))
+write("protocol_message", "hello", msg(3, 0, [40000, 0, 0, 0, 0]))
+write("protocol_message", "welcome", msg(4, S, [7000, 0, 0, 0, 0]))
+write("protocol_message", "short", msg(2, 1, [1, 2, 3, 0, 0])[:40])

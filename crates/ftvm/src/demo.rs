@@ -55,7 +55,17 @@ impl Drop for Proc {
 fn spawn(name: &'static str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe()?;
     let err = std::fs::File::create(log)?;
-    let child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // SAFETY: prctl in the child before exec, async-signal-safe; the pair
+    // dies with the demo, whatever ends it.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

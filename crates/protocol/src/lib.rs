@@ -55,12 +55,14 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 50 ms heartbeats, 250 ms failure timeout, arbiter retried every
-    /// 100 ms, 100 ms of guest time of lag at most.
+    /// 50 ms heartbeats, 400 ms failure timeout (eight heartbeats: a busy
+    /// host does not fail over by mistake, and a silent death still fails
+    /// over within half a second), arbiter retried every 100 ms, 100 ms of
+    /// guest time of lag at most.
     fn default() -> Self {
         Config {
             heartbeat_interval_ms: 50,
-            failure_timeout_ms: 250,
+            failure_timeout_ms: 400,
             arbiter_retry_ms: 100,
             lag_bound_ticks: 1_000_000,
         }
@@ -261,6 +263,11 @@ impl Node {
     /// entries may be out. On the backup, the primary's last report of it.
     pub fn released(&self) -> u64 {
         self.released
+    }
+
+    /// When the peer was last heard from (ms, the clock of [`Node::handle`]).
+    pub fn last_heard_ms(&self) -> u64 {
+        self.last_heard_ms
     }
 
     /// A snapshot for `ftvm status`.

@@ -78,8 +78,8 @@ fn test_backup_acknowledges_each_receipt() {
 fn test_silence_longer_than_the_timeout_leads_to_the_arbiter() {
     let mut b = Node::new(Role::Backup, 1, config(), 0);
 
-    let quiet = b.handle(250, Input::Tick);
-    let late = b.handle(251, Input::Tick);
+    let quiet = b.handle(400, Input::Tick);
+    let late = b.handle(401, Input::Tick);
 
     assert!(!quiet.iter().any(|e| matches!(e, Effect::TestAndSet { .. })));
     assert!(late.contains(&Effect::TestAndSet { epoch: 1 }));

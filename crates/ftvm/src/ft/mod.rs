@@ -37,7 +37,7 @@ pub struct FtArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub heartbeat_ms: u64,
     /// Silence, in milliseconds, after which the peer is declared failed.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(2..=600_000))]
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(2..=600_000))]
     pub timeout_ms: u64,
     /// Size of the log buffer on each side, e.g. 8M.
     #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
@@ -129,7 +129,20 @@ impl Shared {
                 // Acknowledgements are checked against what was written.
                 effects = node.handle(now, Input::LogWritten { entries: entries() });
             }
+            let lost = input == Input::ChannelLost;
+            let was_paired = *node.mode() == ftvm_protocol::Mode::Paired;
             effects.extend(node.handle(now, input));
+            if was_paired && *node.mode() != ftvm_protocol::Mode::Paired {
+                let why = if lost {
+                    "the logging channel broke".to_string()
+                } else {
+                    format!(
+                        "nothing heard from the peer for {} ms",
+                        now.saturating_sub(node.last_heard_ms())
+                    )
+                };
+                eprintln!("\r\nftvm: peer suspected ({why}); asking the arbiter");
+            }
             effects
         };
         for effect in effects {
