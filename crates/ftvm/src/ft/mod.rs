@@ -93,6 +93,8 @@ pub struct Shared {
     hooks: Hooks,
     /// When the peer was declared failed (ms since origin; 0 never).
     suspected_at: AtomicU64,
+    /// When an unreachable arbiter was last reported (ms since origin).
+    arbiter_complained: AtomicU64,
 }
 
 /// A callback of an effect.
@@ -189,10 +191,16 @@ impl Shared {
                                     ArbiterAnswer::Lost { holder }
                                 }
                                 Err(e) => {
-                                    eprintln!(
-                                        "ftvm: cannot reach the arbiter ({}): {e}; not going live, trying again",
-                                        arbiter.describe()
-                                    );
+                                    // Said once, then every five seconds.
+                                    let now = shared.now_ms();
+                                    let last = shared.arbiter_complained.load(Ordering::Relaxed);
+                                    if last == 0 || now >= last + 5_000 {
+                                        shared.arbiter_complained.store(now.max(1), Ordering::Relaxed);
+                                        eprintln!(
+                                            "\r\nftvm: cannot reach the arbiter ({}): {e}; not going live, trying again",
+                                            arbiter.describe()
+                                        );
+                                    }
                                     ArbiterAnswer::Unreachable {
                                         error: e.to_string(),
                                     }
@@ -370,6 +378,7 @@ fn shared(
         mtime: AtomicU64::new(0),
         hooks,
         suspected_at: AtomicU64::new(0),
+        arbiter_complained: AtomicU64::new(0),
     })
 }
 

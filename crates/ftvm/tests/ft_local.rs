@@ -1,0 +1,135 @@
+//! The FT pair on loopback, no root: non-shared disks stay identical, a
+//! backup refuses a primary that runs a different machine, and nobody runs
+//! alone without the arbiter. Needs the guest images (`ftvm images fetch`)
+//! and e2fsprogs (for the disk's checksum comparison it is not needed).
+
+mod common;
+
+use common::{guest_args, sha256_file, sparse_image, TempDir, Vm};
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const GUARD: Duration = Duration::from_secs(600);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// `ftvm primary|backup` with the FT flags `ft`, then the guest running `cmd`.
+fn side(role: &str, port: u16, ft: &[&str], extra: &[OsString], cmd: &str) -> Vec<OsString> {
+    let addr = format!("127.0.0.1:{port}");
+    let mut a = os(&[
+        role,
+        if role == "primary" {
+            "--listen"
+        } else {
+            "--peer"
+        },
+        &addr,
+    ]);
+    a.extend(os(ft));
+    a.extend(os(&["--memory", "512M", "--serial", "stdio"]));
+    a.extend(extra.iter().cloned());
+    a.extend(guest_args(None, "console=ttyS0 quiet", Some(cmd)));
+    a
+}
+
+#[test]
+fn test_non_shared_disk_copies_end_identical() {
+    let dir = TempDir::new("ft-nonshared");
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    sparse_image(&a, 32 << 20);
+    sparse_image(&b, 32 << 20);
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let ft = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let cmd = "mke2fs -F /dev/vda >/dev/null && load-ext4 && mkdir -p /mnt && \
+               mount -t ext2 /dev/vda /mnt && i=0; while [ $i -lt 20 ]; do i=$((i+1)); \
+               dd if=/dev/urandom of=/mnt/f$i bs=4k count=8 2>/dev/null; sync; done; \
+               umount /mnt && echo ft-''disk-done";
+    let disk = |p: &Path| os(&["--disk", &format!("path={}", p.display())]);
+
+    let primary = Vm::spawn(None, &side("primary", port, &ft, &disk(&a), cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &ft, &disk(&b), cmd));
+    let (p_status, p_out) = primary.wait(GUARD);
+    let (b_status, b_out) = backup.wait(GUARD);
+
+    assert_eq!(
+        p_status.and_then(|s| s.code()),
+        Some(0),
+        "primary:\n{p_out}"
+    );
+    assert_eq!(b_status.and_then(|s| s.code()), Some(0), "backup:\n{b_out}");
+    assert!(p_out.contains("ft-disk-done"), "{p_out}");
+    // The backup performed the same writes on its own copy, in the same order.
+    assert_eq!(sha256_file(&a), sha256_file(&b));
+}
+
+#[test]
+fn test_backup_refuses_a_primary_running_another_machine() {
+    let dir = TempDir::new("ft-mismatch");
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let ft = ["--arbiter", &arbiter];
+    let primary = Vm::spawn(None, &side("primary", port, &ft, &[], "sleep 30"));
+    let mut backup_args = side("backup", port, &ft, &[], "sleep 30");
+    // A different RAM size.
+    let at = backup_args
+        .iter()
+        .position(|a| a == "512M")
+        .expect("memory flag");
+    backup_args[at] = "256M".into();
+
+    let (b_status, b_out) = Vm::spawn(None, &backup_args).wait(GUARD);
+    let p_out = primary.kill();
+
+    assert_eq!(b_status.and_then(|s| s.code()), Some(2), "{b_out}");
+    assert!(
+        b_out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
+        "{b_out}"
+    );
+    // The primary saw its backup go before anything ran and took the arbiter.
+    assert!(p_out.contains("running alone"), "{p_out}");
+}
+
+#[test]
+fn test_nobody_runs_alone_without_the_arbiter() {
+    let dir = TempDir::new("ft-noarbiter");
+    // Nothing listens there: the arbiter is unreachable.
+    let dead = free_port();
+    let arbiter = format!("etcd=http://127.0.0.1:{dead},key=/ftvm/t");
+    let port = free_port();
+    let ft = ["--arbiter", &arbiter];
+    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
+    let primary = Vm::spawn(None, &side("primary", port, &ft, &[], cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &ft, &[], cmd));
+    primary.console().wait_for_line("n 5", GUARD);
+    drop(dir);
+
+    let _ = backup.kill();
+    primary
+        .console()
+        .wait_for_line("ftvm: cannot reach the arbiter", GUARD);
+    let held_from = primary.console().text().matches("\nn ").count();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = primary.kill();
+
+    // The guest goes on, but without the arbiter the primary may not run
+    // alone: its outputs stay held, so the numbered lines stop.
+    assert!(!text.contains("running alone"), "{text}");
+    assert!(
+        text.matches("\nn ").count() <= held_from + 1,
+        "output went on without the arbiter:\n{text}"
+    );
+}
