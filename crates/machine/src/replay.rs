@@ -272,6 +272,61 @@ impl<R: Read> Replayer<R> {
         value
     }
 
+    /// Checks that the machine hands `request` to the backend in `slot` now,
+    /// as recorded ([`Environment::submit`] without giving up the request).
+    pub fn check_submit(&mut self, icount: u64, slot: usize, request: &BackendRequest) {
+        let matched = self.expect(icount, "sent a backend request", |e| match e {
+            Event::Submit {
+                slot: s,
+                request: r,
+            } => Some(usize::from(*s) == slot && r == request),
+            _ => None,
+        });
+        match matched {
+            Some(true) => self.stats.outputs_checked += 1,
+            Some(false) => {
+                self.error = Some(ReplayError::Diverged {
+                    icount,
+                    wanted: truncate(format!("sent {request:?} to slot {slot}")),
+                    found: "a different backend request".to_string(),
+                })
+            }
+            None => {
+                // Name the request in the divergence.
+                if let Some(ReplayError::Diverged { wanted, .. }) = &mut self.error {
+                    if wanted == "sent a backend request" {
+                        *wanted = truncate(format!("sent {request:?} to slot {slot}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next completion if it is due at `icount`, moved out of the log
+    /// entry (its data is not copied).
+    fn take_completion(&mut self, icount: u64) -> Option<(usize, BackendCompletion)> {
+        let icount = icount.max(self.last_icount);
+        match &self.next {
+            Some(Entry {
+                icount: at,
+                event: Event::Completion { .. },
+                ..
+            }) if *at == icount => {}
+            _ => return None,
+        }
+        let Some(Entry {
+            event: Event::Completion { slot, completion },
+            ..
+        }) = self.next.take()
+        else {
+            return None;
+        };
+        self.last_icount = icount;
+        self.stats.entries += 1;
+        self.advance();
+        Some((usize::from(slot), completion))
+    }
+
     /// The error that stopped the replay, if any.
     pub fn error(&self) -> Option<&ReplayError> {
         self.error.as_ref()
@@ -397,35 +452,12 @@ impl<R: Read> Environment for Replayer<R> {
     }
 
     fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
-        let wanted = format!("sent {request:?} to slot {slot}");
-        let matched = self.expect(icount, &wanted, |e| match e {
-            Event::Submit {
-                slot: s,
-                request: r,
-            } => Some(usize::from(*s) == slot && *r == request),
-            _ => None,
-        });
-        match matched {
-            Some(true) => self.stats.outputs_checked += 1,
-            Some(false) => {
-                self.error = Some(ReplayError::Diverged {
-                    icount,
-                    wanted: truncate(wanted),
-                    found: "a different backend request".to_string(),
-                })
-            }
-            None => {}
-        }
+        self.check_submit(icount, slot, &request);
     }
 
     fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
         let mut done = Vec::new();
-        while let Some(c) = self.take(icount, |e| match e {
-            Event::Completion { slot, completion } => {
-                Some((usize::from(*slot), completion.clone()))
-            }
-            _ => None,
-        }) {
+        while let Some(c) = self.take_completion(icount) {
             done.push(c);
         }
         done

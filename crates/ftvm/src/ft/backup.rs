@@ -185,7 +185,7 @@ impl Environment for BackupEnvironment {
         if self.switch(icount) {
             return self.live.submit(icount, slot, request);
         }
-        self.replayer.submit(icount, slot, request.clone());
+        self.replayer.check_submit(icount, slot, &request);
         if self.switch(icount) {
             // The log ended right here: the primary may never have taken
             // this request. It is in flight now, on this side.

@@ -211,8 +211,9 @@ fn run_vcpu(
             std::thread::sleep(Duration::from_millis(1));
         }
         let step = replay::record_step(&mut machine, &mut recorder)?;
+        // Console output forces a flush of the log (the gate does it);
+        // otherwise the sender sends at least every 2 ms.
         gate.console(machine.take_console_output());
-        pipe.flush();
         shared.executed(machine.icount(), machine.mtime());
         if let Some(e) = recorder.error() {
             anyhow::bail!("cannot write the log: {e}");
