@@ -42,24 +42,24 @@ sys.path.insert(0, here)
 import io_run  # noqa: E402  (the host ends of the TCP transfers)
 
 E = os.environ
-FTVM = E["FTVM"]
-INITRD = E["INITRD"]
-CMDLINE = E["CMDLINE"]
-MEM = E["MEM"]
-N = int(E["N"])
-INT_WORK = int(E["INT_WORK"])
-DISK_MB = int(E["DISK_MB"])
-NET_MB = int(E["NET_MB"])
-NET_TIMEOUT = float(E["NET_TIMEOUT"])
-FAILOVER_N = int(E["FAILOVER_N"])
-KILL_AFTER = float(E["KILL_AFTER"])
-TICK_MS = int(E["TICK_MS"])
-WORKLOADS = E["WORKLOADS"].split()
-RUN_TIMEOUT = float(E["RUN_TIMEOUT"])
-SAMPLE_S = float(E["SAMPLE_S"])
+FTVM = E.get("FTVM", "")
+INITRD = E.get("INITRD", "")
+CMDLINE = E.get("CMDLINE", "")
+MEM = E.get("MEM", "")
+N = int(E.get("N", "0"))
+INT_WORK = int(E.get("INT_WORK", "0"))
+DISK_MB = int(E.get("DISK_MB", "0"))
+NET_MB = int(E.get("NET_MB", "0"))
+NET_TIMEOUT = float(E.get("NET_TIMEOUT", "0"))
+FAILOVER_N = int(E.get("FAILOVER_N", "0"))
+KILL_AFTER = float(E.get("KILL_AFTER", "0"))
+TICK_MS = int(E.get("TICK_MS", "0"))
+WORKLOADS = E.get("WORKLOADS", "").split()
+RUN_TIMEOUT = float(E.get("RUN_TIMEOUT", "0"))
+SAMPLE_S = float(E.get("SAMPLE_S", "0"))
 FT_ARGS = E.get("FT_ARGS", "").split()
-RESULTS = E["RESULTS"]
-LOGS = E["LOGS"]
+RESULTS = E.get("RESULTS", "")
+LOGS = E.get("LOGS", "")
 NETNS = E.get("NETNS", "")
 NET_NOTE = E.get("NET_NOTE", "")
 HOST_IP = E.get("HOST_IP", "10.78.0.1")
@@ -426,51 +426,65 @@ def run_once(workload, config, rep):
                 err(f"{metric}: {r['note']}")
     rec["phases"] = phases
 
-    # Did the pair stay a pair until the workload ended? (A false suspicion makes the
-    # primary run alone: what follows is not FT any more.)
     if sampler:
-        ends = [ph["end_s"] for ph in phases.values() if ph.get("end_s") is not None]
-        until = max(ends) if ends else rec["exit_s"]
-        for t, s in sampler.samples:
-            if t - start <= until and s.get("mode") not in (None, "paired"):
-                rec["split_at_s"] = t - start
-                rec["split_mode"] = s.get("mode")
-                err(f"the pair split {t - start:.1f} s after the start, before the workload "
-                    f"ended (primary: {s.get('mode')}); the FT figures of this run are not FT")
-                break
-
-    # Logging bandwidth and lag per phase, from the primary's status samples.
-    if sampler:
-        rec["status_samples"] = [dict(t=t - start, **{k: s.get(k) for k in (
+        rec["status_samples"] = [dict(t=t - start, **{k: st.get(k) for k in (
             "lag_ms", "log_bytes", "log_bytes_per_s", "outputs_held", "throttled", "mode")})
-            for t, s in sampler.samples]
+            for t, st in sampler.samples]
         rec["status_errors"] = sampler.errors
-        for name, ph in phases.items():
-            if ph.get("begin_s") is None:
-                continue
-            inside = [(t - start, s) for t, s in sampler.samples
-                      if ph["begin_s"] <= t - start <= ph["end_s"]]
-            ph["samples"] = len(inside)
-            if not inside:
-                continue
-            lags = [s["lag_ms"] for _, s in inside if isinstance(s.get("lag_ms"), float)]
-            ph["lag_ms_median"] = statistics.median(lags) if lags else None
-            ph["lag_ms_max"] = max(lags) if lags else None
-            ph["throttled_samples"] = sum(1 for _, s in inside if s.get("throttled") == "true")
-            rates = [s["log_bytes_per_s"] for _, s in inside
-                     if isinstance(s.get("log_bytes_per_s"), float)]
-            ph["log_bytes_per_s_median"] = statistics.median(rates) if rates else None
-            # The mean over the phase: the log bytes between the samples that bound it.
-            before = [s for t, s in sampler.samples if t - start <= ph["begin_s"]]
-            after = [s for t, s in sampler.samples if t - start >= ph["end_s"]]
-            first = before[-1] if before else inside[0][1]
-            last = after[0] if after else inside[-1][1]
-            t0 = max([t for t, _ in sampler.samples if t - start <= ph["begin_s"]] or [inside[0][0] + start])
-            t1 = min([t for t, _ in sampler.samples if t - start >= ph["end_s"]] or [inside[-1][0] + start])
-            if t1 > t0 and isinstance(last.get("log_bytes"), float) and isinstance(first.get("log_bytes"), float):
-                ph["log_bytes_per_s_mean"] = (last["log_bytes"] - first["log_bytes"]) / (t1 - t0)
+    analyze(rec)
     shutil.rmtree(tmp, ignore_errors=True)
     return rec
+
+
+def analyze(rec):
+    """Adds to an FT run's phases what its primary's status samples say: whether the
+    pair was still paired at the phase's end, and, from the paired samples inside the
+    phase, the backup lag and the logging bandwidth. Records a split (the primary's
+    mode left `paired`) before the workload ended as an error."""
+    samples = rec.get("status_samples")
+    if samples is None:
+        return
+    phases = rec["phases"]
+    ends = [ph["end_s"] for ph in phases.values() if ph.get("end_s") is not None]
+    until = max(ends) if ends else rec["exit_s"]
+    paired_until = None  # the last sample that still said paired, if the pair split
+    for i, st in enumerate(samples):
+        if st.get("mode") not in (None, "paired"):
+            if st["t"] <= until and "split_at_s" not in rec:
+                rec["split_at_s"] = st["t"]
+                rec["split_mode"] = st.get("mode")
+                rec["errors"].append(
+                    f"the pair split {st['t']:.1f} s after the start, before the workload ended "
+                    f"(primary: {st.get('mode')}); this run's figures after that are not FT")
+            paired_until = samples[i - 1]["t"] if i else 0.0
+            break
+    for ph in phases.values():
+        if ph.get("end_s") is None:
+            continue
+        ph["paired"] = paired_until is None or ph["end_s"] <= paired_until
+        inside = [st for st in samples if ph["begin_s"] <= st["t"] <= ph["end_s"]
+                  and st.get("mode") == "paired"]
+        ph["samples"] = len(inside)
+        lags = [st["lag_ms"] for st in inside if isinstance(st.get("lag_ms"), (int, float))]
+        ph["lag_ms_median"] = statistics.median(lags) if lags else None
+        ph["lag_ms_max"] = max(lags) if lags else None
+        ph["throttled_samples"] = sum(1 for st in inside if st.get("throttled") == "true")
+        rates = [st["log_bytes_per_s"] for st in inside
+                 if isinstance(st.get("log_bytes_per_s"), (int, float))]
+        ph["log_bytes_per_s_median"] = statistics.median(rates) if rates else None
+        # The mean over the phase: log bytes between the samples that bound it (if the
+        # pair split during the phase, up to the last paired sample in it).
+        before = [st for st in samples if st["t"] <= ph["begin_s"]]
+        after = [st for st in samples if st["t"] >= ph["end_s"]]
+        first = before[-1] if before else (inside[0] if inside else None)
+        if ph["paired"]:
+            last = after[0] if after else (inside[-1] if inside else None)
+        else:
+            last = inside[-1] if inside else None
+        ph["log_bytes_per_s_mean"] = None
+        if first and first.get("mode") == "paired" and last and last["t"] > first["t"] and None not in (first.get("log_bytes"),
+                                                                     last.get("log_bytes")):
+            ph["log_bytes_per_s_mean"] = (last["log_bytes"] - first["log_bytes"]) / (last["t"] - first["t"])
 
 
 # --- Failover ------------------------------------------------------------------------
@@ -588,6 +602,112 @@ def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
 
+LABELS = {"cpu": ("CPU: intbench", "s", False), "disk_write": ("disk write (dd)", "MB/s", True),
+          "disk_read": ("disk read (dd)", "MB/s", True),
+          "net_host_to_guest": ("TCP host -> guest", "MB/s", True),
+          "net_guest_to_host": ("TCP guest -> host", "MB/s", True)}
+
+
+def summarize(runs, failovers):
+    """Per metric, medians over the runs of each configuration. The FT figures come
+    from the phases that ran while the pair was paired; if none did, from all of them,
+    flagged `ft_not_paired`."""
+    metrics = []
+    for w in PHASES:
+        for name in PHASES[w]:
+            sel = {c: [r["phases"].get(name, {}) for r in runs
+                       if r["workload"] == w and r["config"] == c] for c in ("single", "ft")}
+            if not sel["single"] and not sel["ft"]:
+                continue
+            label, unit, higher_better = LABELS[name]
+            key = "mb_s" if higher_better else "host_seconds"
+            paired = [p for p in sel["ft"] if p.get("paired") and p.get(key) is not None]
+            ft_sel = paired or sel["ft"]
+            single = med(p.get(key) for p in sel["single"])
+            ft = med(p.get(key) for p in ft_sel)
+            ratio = None
+            if single and ft:
+                ratio = ft / single if higher_better else single / ft
+            clock = "intbench_elapsed_s" if w == "cpu" else "mb_s_guest_clock"
+            metrics.append({
+                "metric": label, "phase": name, "unit": unit,
+                "single": single, "ft": ft, "ratio_ft_over_single": ratio,
+                "target": f">= {TARGET_RATIO}", "pass": None if ratio is None else ratio >= TARGET_RATIO,
+                "single_runs": [p.get(key) for p in sel["single"]],
+                "ft_runs": [p.get(key) for p in sel["ft"]],
+                "ft_runs_paired": [bool(p.get("paired")) for p in sel["ft"]],
+                "ft_paired_count": len(paired),
+                "ft_not_paired": not paired and bool(sel["ft"]),
+                "guest_clock_single": med(p.get(clock) for p in sel["single"]),
+                "guest_clock_ft": med(p.get(clock) for p in ft_sel),
+                # From the samples taken while paired, in every FT run of the phase.
+                "log_mbit_s": med(p["log_bytes_per_s_mean"] * 8 / 1e6 for p in sel["ft"]
+                                  if p.get("log_bytes_per_s_mean") is not None),
+                "log_mbit_s_median_sample": med(p["log_bytes_per_s_median"] * 8 / 1e6 for p in sel["ft"]
+                                                if p.get("log_bytes_per_s_median") is not None),
+                "lag_ms_median": med(p.get("lag_ms_median") for p in sel["ft"]),
+                "lag_ms_max": max([p["lag_ms_max"] for p in sel["ft"] if p.get("lag_ms_max") is not None],
+                                  default=None),
+                "throttled_samples": sum(p.get("throttled_samples") or 0 for p in sel["ft"]),
+                "samples": sum(p.get("samples") or 0 for p in sel["ft"]),
+            })
+    fo = [r.get("failover_ms") for r in failovers]
+    failover = None
+    if failovers:
+        failover = {"failover_ms_median": med(fo), "runs_ms": fo,
+                    "lag_ms_at_kill": [(r.get("primary_status_before") or {}).get("lag_ms")
+                                       if isinstance(r.get("primary_status_before"), dict) else None
+                                       for r in failovers],
+                    "console_gap_ms_median": med(r.get("console_gap_ms") for r in failovers),
+                    "target": f"<= {TARGET_FAILOVER_MS:.0f} ms",
+                    "pass": None if med(fo) is None else med(fo) <= TARGET_FAILOVER_MS}
+    return metrics, failover
+
+
+def print_table(metrics, failover, n):
+    print()
+    print(f"{'metric':<24} {'single':>8} {'FT':>8} {'FT/single':>9} {'paired':>6} {'log Mbit/s':>10} "
+          f"{'lag ms med/max':>15}  target")
+    for m in metrics:
+        print(f"{m['metric'] + ' (' + m['unit'] + ')':<24} {fmt(m['single'], '.2f'):>8} "
+              f"{fmt(m['ft'], '.2f') + ('*' if m['ft_not_paired'] else ''):>8} "
+              f"{fmt(m['ratio_ft_over_single'], '.3f'):>9} "
+              f"{str(m['ft_paired_count']) + '/' + str(len(m['ft_runs'])):>6} "
+              f"{fmt(m['log_mbit_s'], '.2f'):>10} "
+              f"{fmt(m['lag_ms_median']) + '/' + fmt(m['lag_ms_max']):>15}  "
+              f">= {TARGET_RATIO}{'' if m['pass'] in (None, True) else ' (below)'}")
+    if failover:
+        runs_txt = ", ".join(fmt(x, ".0f") for x in failover["runs_ms"])
+        lags = ", ".join(fmt(x, ".0f") for x in failover["lag_ms_at_kill"])
+        print(f"{'failover (ms)':<24} {'':>8} {fmt(failover['failover_ms_median'], '.0f'):>8} "
+              f"{'':>9} {'':>6} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
+              f"{'' if failover['pass'] in (None, True) else ' (above)'}")
+        print(f"  failover runs: {runs_txt} ms; backup lag at the kill: {lags} ms; "
+              f"console gap median {fmt(failover['console_gap_ms_median'], '.0f')} ms")
+    print(f"CPU: wall seconds of the intbench phase, ratio single/FT; the others MB/s, ratio "
+          f"FT/single; medians of {n} run(s) per configuration. 'paired': FT runs whose phase "
+          f"ended while the pair was still paired (the FT figure comes from those; * = none did, "
+          f"the figure is then not FT); log and lag from the status samples taken while paired.")
+
+
+def report(path):
+    """Re-analyzes a results file (same measurements) and prints its table."""
+    with open(path) as f:
+        d = json.load(f)
+    for r in d["runs"]:
+        r["errors"] = [e for e in r["errors"] if not e.startswith("the pair split")]
+        r.pop("split_at_s", None)
+        r.pop("split_mode", None)
+        analyze(r)
+    d["metrics"], d["failover"] = summarize(d["runs"], d["failovers"])
+    d["failed"] = any(r["errors"] for r in d["runs"] + d["failovers"])
+    print_table(d["metrics"], d["failover"], int(d["config"].get("N") or 1))
+    with open(path, "w") as f:
+        json.dump(d, f, indent=1)
+    say(f"updated {path}")
+    return 1 if d["failed"] else 0
+
+
 def main():
     runs = []
     failovers = []
@@ -627,75 +747,8 @@ def main():
                 + (" ERRORS: " + "; ".join(r["errors"]) if r["errors"] else ""))
             failed |= bool(r["errors"])
 
-    # Summary: per metric, median over reps of each configuration.
-    metrics = []
-    labels = {"cpu": ("CPU: intbench", "s", False), "disk_write": ("disk write (dd)", "MB/s", True),
-              "disk_read": ("disk read (dd)", "MB/s", True),
-              "net_host_to_guest": ("TCP host -> guest", "MB/s", True),
-              "net_guest_to_host": ("TCP guest -> host", "MB/s", True)}
-    for w in workloads:
-        for name in PHASES[w]:
-            sel = {c: [r["phases"].get(name, {}) for r in runs
-                       if r["workload"] == w and r["config"] == c] for c in ("single", "ft")}
-            if not sel["single"] and not sel["ft"]:
-                continue
-            label, unit, higher_better = labels[name]
-            key = "mb_s" if higher_better else "host_seconds"
-            single = med(p.get(key) for p in sel["single"])
-            ft = med(p.get(key) for p in sel["ft"])
-            ratio = None
-            if single and ft:
-                ratio = ft / single if higher_better else single / ft
-            metrics.append({
-                "metric": label, "phase": name, "unit": unit,
-                "single": single, "ft": ft, "ratio_ft_over_single": ratio,
-                "target": f">= {TARGET_RATIO}", "pass": None if ratio is None else ratio >= TARGET_RATIO,
-                "single_runs": [p.get(key) for p in sel["single"]],
-                "ft_runs": [p.get(key) for p in sel["ft"]],
-                "guest_clock_single": med(p.get("intbench_elapsed_s" if w == "cpu" else "mb_s_guest_clock")
-                                          for p in sel["single"]),
-                "guest_clock_ft": med(p.get("intbench_elapsed_s" if w == "cpu" else "mb_s_guest_clock")
-                                      for p in sel["ft"]),
-                "log_mbit_s": med((p.get("log_bytes_per_s_mean") or 0) * 8 / 1e6
-                                  if p.get("log_bytes_per_s_mean") is not None else None for p in sel["ft"]),
-                "log_mbit_s_median_sample": med(p["log_bytes_per_s_median"] * 8 / 1e6
-                                                if p.get("log_bytes_per_s_median") is not None else None
-                                                for p in sel["ft"]),
-                "lag_ms_median": med(p.get("lag_ms_median") for p in sel["ft"]),
-                "lag_ms_max": max([p["lag_ms_max"] for p in sel["ft"] if p.get("lag_ms_max") is not None],
-                                  default=None),
-                "throttled_samples": sum(p.get("throttled_samples") or 0 for p in sel["ft"]),
-                "samples": sum(p.get("samples") or 0 for p in sel["ft"]),
-                "ft_runs_split": sum(1 for r in runs if r["workload"] == w and r["config"] == "ft"
-                                     and "split_at_s" in r),
-            })
-    fo = [r.get("failover_ms") for r in failovers]
-    failover = None
-    if failovers:
-        failover = {"failover_ms_median": med(fo), "runs_ms": fo,
-                    "console_gap_ms_median": med(r.get("console_gap_ms") for r in failovers),
-                    "target": f"<= {TARGET_FAILOVER_MS:.0f} ms",
-                    "pass": None if med(fo) is None else med(fo) <= TARGET_FAILOVER_MS}
-
-    # Table.
-    print()
-    print(f"{'metric':<20} {'single':>9} {'FT':>9} {'FT/single':>9} {'log Mbit/s':>10} "
-          f"{'lag ms med/max':>15}  target")
-    for m in metrics:
-        unit = m["unit"]
-        print(f"{m['metric'] + ' (' + unit + ')':<20} {fmt(m['single'], '.2f'):>9} {fmt(m['ft'], '.2f'):>9} "
-              f"{fmt(m['ratio_ft_over_single'], '.3f'):>9} {fmt(m['log_mbit_s'], '.2f'):>10} "
-              f"{fmt(m['lag_ms_median']) + '/' + fmt(m['lag_ms_max']):>15}  "
-              f">= {TARGET_RATIO}{'' if m['pass'] in (None, True) else ' (below)'}"
-              + (f"  [{m['ft_runs_split']} FT run(s) split: not FT]" if m["ft_runs_split"] else ""))
-    if failover:
-        runs_txt = ", ".join(fmt(x, ".0f") for x in fo)
-        print(f"{'failover (ms)':<20} {'':>9} {fmt(failover['failover_ms_median'], '.0f'):>9} "
-              f"{'':>9} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
-              f"{'' if failover['pass'] in (None, True) else ' (above)'}   runs: {runs_txt}; "
-              f"console gap median {fmt(failover['console_gap_ms_median'], '.0f')} ms")
-    print("(CPU: wall seconds of the intbench phase, ratio single/FT; others MB/s, ratio FT/single;"
-          f" medians of {N} run(s) each)")
+    metrics, failover = summarize(runs, failovers)
+    print_table(metrics, failover, N)
 
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -714,4 +767,6 @@ def main():
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        sys.exit(report(sys.argv[2]))
     sys.exit(main())
