@@ -39,6 +39,7 @@ import types
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
 import io_run  # noqa: E402  (the host ends of the TCP transfers)
 
 E = os.environ
