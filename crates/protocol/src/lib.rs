@@ -55,14 +55,15 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 50 ms heartbeats, 400 ms failure timeout (eight heartbeats: a busy
-    /// host does not fail over by mistake, and a silent death still fails
-    /// over within half a second), arbiter retried every 100 ms, 100 ms of
-    /// guest time of lag at most.
+    /// 50 ms heartbeats, 500 ms failure timeout (ten heartbeats: a busy
+    /// host does not fail over by mistake; a process that dies closes its
+    /// logging channel and is detected at once, a silent host after half a
+    /// second), arbiter retried every 100 ms, 100 ms of guest time of lag
+    /// at most.
     fn default() -> Self {
         Config {
             heartbeat_interval_ms: 50,
-            failure_timeout_ms: 400,
+            failure_timeout_ms: 500,
             arbiter_retry_ms: 100,
             lag_bound_ticks: 1_000_000,
         }
@@ -218,6 +219,10 @@ pub struct Node {
     /// The peer's executed guest time (primary: the backup's).
     peer_mtime: u64,
     throttled: bool,
+    /// When the node last got any input: a gap means this side itself was
+    /// not running (descheduled, stopped), and silence during it is not
+    /// the peer's.
+    last_input_ms: u64,
 }
 
 impl Node {
@@ -241,6 +246,7 @@ impl Node {
             icount: 0,
             peer_mtime: 0,
             throttled: false,
+            last_input_ms: now_ms,
         }
     }
 
@@ -285,9 +291,9 @@ impl Node {
     }
 
     fn lag(&self) -> u64 {
-        match self.role {
-            Role::Primary => self.mtime.saturating_sub(self.peer_mtime),
-            Role::Backup => 0,
+        match (self.role, &self.mode) {
+            (Role::Primary, Mode::Paired) => self.mtime.saturating_sub(self.peer_mtime),
+            _ => 0,
         }
     }
 
@@ -321,6 +327,13 @@ impl Node {
     /// Feeds one input at `now_ms`; returns what to do, in order.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
+        let gap = now_ms.saturating_sub(self.last_input_ms);
+        if gap > 2 * self.config.heartbeat_interval_ms {
+            // This side was not running: it cannot blame the peer for the
+            // silence while it was away.
+            self.last_heard_ms += gap - self.config.heartbeat_interval_ms;
+        }
+        self.last_input_ms = self.last_input_ms.max(now_ms);
         match input {
             Input::Tick => {}
             Input::Message(m) => self.receive(now_ms, m, &mut out),

@@ -78,8 +78,11 @@ fn test_backup_acknowledges_each_receipt() {
 fn test_silence_longer_than_the_timeout_leads_to_the_arbiter() {
     let mut b = Node::new(Role::Backup, 1, config(), 0);
 
-    let quiet = b.handle(400, Input::Tick);
-    let late = b.handle(401, Input::Tick);
+    let mut quiet = Vec::new();
+    for t in (10..=500).step_by(10) {
+        quiet.extend(b.handle(t, Input::Tick));
+    }
+    let late = b.handle(501, Input::Tick);
 
     assert!(!quiet.iter().any(|e| matches!(e, Effect::TestAndSet { .. })));
     assert!(late.contains(&Effect::TestAndSet { epoch: 1 }));
@@ -302,4 +305,31 @@ fn test_status_reports_lag_and_release() {
         (s.entries, s.acked, s.released, s.lag_ticks),
         (10, 6, 6, 4_000)
     );
+}
+
+#[test]
+fn test_a_node_that_was_not_running_does_not_blame_its_peer() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+    b.handle(10, Input::Tick);
+
+    // The process was stopped for two seconds; the first thing it does
+    // after is a tick, before the peer's waiting heartbeat is read.
+    let resumed = b.handle(2_010, Input::Tick);
+    let heard = b.handle(
+        2_011,
+        Input::Message(Message::Heartbeat {
+            session: 1,
+            from: Role::Primary,
+            epoch: 0,
+            released: 0,
+            received: 0,
+            mtime: 0,
+        }),
+    );
+
+    assert!(!resumed
+        .iter()
+        .any(|e| matches!(e, Effect::TestAndSet { .. })));
+    assert!(!heard.iter().any(|e| matches!(e, Effect::TestAndSet { .. })));
+    assert_eq!(b.mode(), &Mode::Paired);
 }

@@ -360,13 +360,19 @@ pub fn run(
         .name("log-receiver".into())
         .spawn(move || {
             let mut stream = stream;
-            let _ = split_frames(&mut stream, &mut |bytes, frames| {
+            let ended = split_frames(&mut stream, &mut |bytes, frames| {
                 let entries = rx_inbound.push(bytes, frames);
                 if frames > 0 {
                     rx_shared.feed(Input::LogReceived { entries });
                 }
             });
-            rx_shared.channel_lost();
+            if let Ok(true) = ended {
+                // The primary's run ended and it said so: replay to the end.
+                rx_shared.close();
+                rx_inbound.end();
+            } else {
+                rx_shared.channel_lost();
+            }
         })?;
 
     let (reader, header) =

@@ -47,9 +47,12 @@ pub fn serve(
                 let s = shared.status();
                 let text = format!(
                     "role {}\nmode {}\nepoch {}\nicount {}\nlag_ms {:.1}\nlog_entries {}\nacked {}\nreleased {}\nlog_bytes {}\nlog_bytes_per_s {:.0}\noutputs_held {}\noutputs_held_bytes {}\nthrottled {}\n",
-                    match s.role {
-                        ftvm_protocol::Role::Primary => "primary",
-                        ftvm_protocol::Role::Backup => "backup",
+                    match (s.role, &s.mode) {
+                        (ftvm_protocol::Role::Primary, _) => "primary",
+                        (ftvm_protocol::Role::Backup, ftvm_protocol::Mode::Alone { .. }) => {
+                            "primary (was backup)"
+                        }
+                        (ftvm_protocol::Role::Backup, _) => "backup",
                     },
                     super::mode_name(&s.mode),
                     s.epoch,

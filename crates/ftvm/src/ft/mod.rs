@@ -95,6 +95,8 @@ pub struct Shared {
     suspected_at: AtomicU64,
     /// When an unreachable arbiter was last reported (ms since origin).
     arbiter_complained: AtomicU64,
+    /// The run ended normally: the channel closing is not a failure.
+    closing: AtomicBool,
 }
 
 /// A callback of an effect.
@@ -227,8 +229,17 @@ impl Shared {
         }
     }
 
+    /// The run ended normally (the log holds its end): from now on the
+    /// channel closing is not a sign of failure.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
     /// The logging channel broke.
     pub fn channel_lost(self: &Arc<Self>) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(stream) = lock(&self.tcp).take() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
@@ -294,7 +305,7 @@ fn start_heartbeats(shared: &Arc<Shared>) -> std::io::Result<()> {
         .spawn(move || {
             let mut buf = [0u8; 256];
             loop {
-                if shared.halted().is_some() {
+                if shared.halted().is_some() || shared.closing.load(Ordering::SeqCst) {
                     return;
                 }
                 let wait = {
@@ -379,6 +390,7 @@ fn shared(
         hooks,
         suspected_at: AtomicU64::new(0),
         arbiter_complained: AtomicU64::new(0),
+        closing: AtomicBool::new(false),
     })
 }
 

@@ -268,10 +268,17 @@ impl Read for InboundReader {
     }
 }
 
+/// Kind byte of the log's `End` event (see `ftvm_replay`'s layout).
+const KIND_END: u8 = 9;
+
 /// Reads the log from a stream and splits it at frame boundaries: calls
 /// `on_data(bytes, frames)` with the header first, then with batches of
-/// whole frames. Returns when the stream ends or fails (with the reason).
-pub fn split_frames(stream: &mut dyn Read, on_data: &mut dyn FnMut(&[u8], u64)) -> io::Result<()> {
+/// whole frames. Returns when the stream ends — `Ok(true)` if its last frame
+/// was the run's end, `Ok(false)` if it stopped before — or fails.
+pub fn split_frames(
+    stream: &mut dyn Read,
+    on_data: &mut dyn FnMut(&[u8], u64),
+) -> io::Result<bool> {
     // Header: magic 8, version 2, config_len 4, config, crc 4.
     let mut head = [0u8; 14];
     stream.read_exact(&mut head)?;
@@ -288,11 +295,12 @@ pub fn split_frames(stream: &mut dyn Read, on_data: &mut dyn FnMut(&[u8], u64)) 
 
     let mut buf = vec![0u8; 256 * 1024];
     let mut have = 0usize;
+    let mut ended = false;
     loop {
         let n = stream.read(&mut buf[have..])?;
         if n == 0 {
             return if have == 0 {
-                Ok(())
+                Ok(ended)
             } else {
                 Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -318,6 +326,8 @@ pub fn split_frames(stream: &mut dyn Read, on_data: &mut dyn FnMut(&[u8], u64)) 
                 }
                 break;
             }
+            // Frame: len 4, seq 8, icount 8, kind 1, ...
+            ended = buf[at + 20] == KIND_END;
             at += total;
             frames += 1;
         }
@@ -348,10 +358,11 @@ mod tests {
         }
 
         let inbound = Inbound::new(1 << 20);
-        split_frames(&mut &bytes[..], &mut |b, f| {
+        let ended = split_frames(&mut &bytes[..], &mut |b, f| {
             inbound.push(b, f);
         })
         .expect("splits");
+        assert!(!ended, "no End frame was written");
         inbound.end();
         let (mut reader, header) = LogReader::new(inbound.reader()).expect("header");
         let mut n = 0;
@@ -362,6 +373,29 @@ mod tests {
 
         assert_eq!((pipe.entries(), n), (100, 100));
         assert_eq!(header.config, b"cfg".to_vec());
+    }
+
+    #[test]
+    fn test_stream_ending_with_the_end_frame_says_so() {
+        let pipe = LogPipe::new(1 << 20);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        log.write(1, &Event::Now { mtime: 1 }).expect("frame");
+        log.write(
+            2,
+            &Event::End {
+                status: ftvm_replay::EndStatus::PowerOff(0),
+            },
+        )
+        .expect("frame");
+        pipe.close();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = pipe.take(Duration::from_millis(1)) {
+            bytes.extend(chunk);
+        }
+
+        let ended = split_frames(&mut &bytes[..], &mut |_, _| {});
+
+        assert!(ended.expect("splits"));
     }
 
     #[test]
