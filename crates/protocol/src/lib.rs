@@ -134,6 +134,14 @@ pub enum Input {
     },
     /// The arbiter answered the last [`Effect::TestAndSet`].
     Arbiter(ArbiterAnswer),
+    /// This node itself did not run for `ms` milliseconds just now (its host
+    /// saw none of its threads scheduled: an overloaded or paused machine).
+    /// It could not listen meanwhile, so that time is not counted as silence
+    /// of the peer: the failure timeout is extended by it.
+    Stalled {
+        /// How long this node did not run.
+        ms: u64,
+    },
 }
 
 /// What the host must do.
@@ -344,6 +352,11 @@ impl Node {
                 self.check_lag(&mut out);
             }
             Input::Arbiter(answer) => self.arbiter(now_ms, answer, &mut out),
+            Input::Stalled { ms } => {
+                if self.mode == Mode::Paired {
+                    self.last_heard_ms = self.last_heard_ms.saturating_add(ms).min(now_ms);
+                }
+            }
         }
         self.timers(now_ms, &mut out);
         out

@@ -303,3 +303,43 @@ fn test_status_reports_lag_and_release() {
         (10, 6, 6, 4_000)
     );
 }
+
+#[test]
+fn test_own_stall_is_not_counted_as_silence_of_the_peer() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+    b.handle(
+        100,
+        Input::Message(Message::Heartbeat {
+            session: 1,
+            from: Role::Primary,
+            epoch: 0,
+            released: 0,
+            received: 0,
+            mtime: 0,
+        }),
+    );
+
+    // The backup itself did not run from 110 to 600: the primary's silence
+    // over that time is not held against it.
+    let resumed = b.handle(600, Input::Stalled { ms: 490 });
+    let resumed_tick = b.handle(601, Input::Tick);
+    // But silence while the backup runs still counts.
+    let later = b.handle(100 + 490 + config().failure_timeout_ms + 1, Input::Tick);
+
+    let asks = |e: &Vec<Effect>| e.iter().any(|e| matches!(e, Effect::TestAndSet { .. }));
+    assert!(!asks(&resumed) && !asks(&resumed_tick));
+    assert_eq!(b.mode(), &Mode::Arbitrating { epoch: 1 });
+    assert!(asks(&later));
+}
+
+#[test]
+fn test_stall_never_moves_the_last_sign_of_life_into_the_future() {
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+
+    p.handle(50, Input::Stalled { ms: 10_000 });
+    let effects = p.handle(50 + config().failure_timeout_ms + 1, Input::Tick);
+
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::TestAndSet { epoch: 1 })));
+}

@@ -93,7 +93,15 @@ pub struct Shared {
     hooks: Hooks,
     /// When the peer was declared failed (ms since origin; 0 never).
     suspected_at: AtomicU64,
+    /// When a thread last fed the node (ms since origin).
+    last_fed: AtomicU64,
 }
+
+/// The longest the heartbeat thread waits between two inputs to the node.
+const HEARTBEAT_POLL_MS: u64 = 20;
+/// A gap between two inputs to the node longer than this means this side
+/// itself did not run (see [`Input::Stalled`]).
+const STALL_MS: u64 = 50;
 
 /// A callback of an effect.
 pub type Hook<T> = Option<Box<dyn Fn(T) + Send + Sync>>;
@@ -125,9 +133,23 @@ impl Shared {
             let mut node = lock(&self.node);
             let now = self.now_ms();
             let mut effects = Vec::new();
+            // The heartbeat thread feeds the node at least every
+            // HEARTBEAT_POLL_MS; a longer gap is time this side was not
+            // running (an overloaded or paused host), during which it could
+            // not hear the peer either. Whichever thread runs first after it
+            // says so, before any timer is looked at.
+            let gap = now.saturating_sub(self.last_fed.swap(now, Ordering::SeqCst));
+            if gap > STALL_MS {
+                effects = node.handle(
+                    now,
+                    Input::Stalled {
+                        ms: gap - HEARTBEAT_POLL_MS,
+                    },
+                );
+            }
             if let (Role::Primary, Some(entries)) = (node.role(), &self.hooks.entries) {
                 // Acknowledgements are checked against what was written.
-                effects = node.handle(now, Input::LogWritten { entries: entries() });
+                effects.extend(node.handle(now, Input::LogWritten { entries: entries() }));
             }
             effects.extend(node.handle(now, input));
             effects
@@ -280,7 +302,7 @@ fn start_heartbeats(shared: &Arc<Shared>) -> std::io::Result<()> {
                     let node = lock(&shared.node);
                     node.next_deadline_ms().saturating_sub(shared.now_ms())
                 };
-                let wait = Duration::from_millis(wait.clamp(1, 20));
+                let wait = Duration::from_millis(wait.clamp(1, HEARTBEAT_POLL_MS));
                 let _ = shared.udp.set_read_timeout(Some(wait));
                 match shared.udp.recv_from(&mut buf) {
                     Ok((n, from)) if from.ip() == shared.peer_udp.ip() => {
@@ -357,6 +379,7 @@ fn shared(
         mtime: AtomicU64::new(0),
         hooks,
         suspected_at: AtomicU64::new(0),
+        last_fed: AtomicU64::new(0),
     })
 }
 
