@@ -39,6 +39,12 @@ const BACKUP_LIVE: &str = "ftvm backup: live at icount";
 const PRIMARY_ALONE: &str = "ftvm primary: the backup is gone; running alone";
 /// What the loser of the arbiter says.
 const HALTS: &str = "halts";
+/// The failure timeout of the tests' pairs. The default, 250 ms, is shorter than
+/// the stalls a single process sees on a small, shared test machine; a false
+/// suspicion is safe (the arbiter picks one side) but ends the pair before the
+/// failure a test means to cause. A SIGKILL is detected at once anyway: the
+/// logging channel's TCP connection breaks.
+const TIMEOUT_MS: &str = "1000";
 
 /// `ftvm primary` or `ftvm backup`, the FT flags and the serial console on stdout.
 fn side_args(role: &str, arbiter: &str) -> Vec<OsString> {
@@ -49,7 +55,17 @@ fn side_args(role: &str, arbiter: &str) -> Vec<OsString> {
         other => panic!("no role {other}"),
     }
     args.extend(
-        ["--arbiter", arbiter, "--memory", MEMORY, "--serial", "stdio"].map(OsString::from),
+        [
+            "--arbiter",
+            arbiter,
+            "--timeout-ms",
+            TIMEOUT_MS,
+            "--memory",
+            MEMORY,
+            "--serial",
+            "stdio",
+        ]
+        .map(OsString::from),
     );
     args
 }
@@ -447,6 +463,81 @@ fn split_brain_exactly_one_side_goes_live() {
         drop(net);
     }
     eprintln!("split brain winners: {winners:?}");
+}
+
+/// `ftvm status SOCKET`.
+fn status(socket: &Path) -> String {
+    run(
+        env!("CARGO_BIN_EXE_ftvm"),
+        &["status", socket.to_str().expect("UTF-8 path")],
+    )
+}
+
+/// Sends `signal` to each process, one right after the other.
+fn signal_all(pids: &[u32], signal: libc::c_int) {
+    for &pid in pids {
+        let pid = libc::pid_t::try_from(pid).expect("a PID");
+        // SAFETY: kill(2) on the PID of our own unreaped child.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// A paused host (both sides stopped together, longer than the failure timeout,
+/// then continued) is no failure: neither side heard the other, but neither could
+/// listen either, so neither suspects the other and the pair stays paired.
+#[test]
+fn pair_paused_together_stays_paired() {
+    require_root();
+    let images = common::guest_images();
+    let dir = TempDir::new("ftpair-z");
+    let net = FtNetwork::new("ftp6");
+    let mut vm = guest_args(
+        Some(&images.initrd),
+        "console=ttyS0 quiet",
+        Some("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"),
+    );
+    let (psock, bsock) = (dir.path().join("p.sock"), dir.path().join("b.sock"));
+    let mut pair = {
+        let mut p = vm.clone();
+        p.extend(["--control".into(), psock.clone().into()]);
+        vm.extend(["--control".into(), bsock.clone().into()]);
+        let mut pa = side_args("primary", &file_arbiter(dir.path()));
+        pa.extend(p);
+        let primary = Vm::spawn(Some(net.name(Ns::HostA)), &pa);
+        let mut ba = side_args("backup", &file_arbiter(dir.path()));
+        ba.extend(vm);
+        let backup = Vm::spawn(Some(net.name(Ns::HostB)), &ba);
+        Pair { primary, backup }
+    };
+    pair.backup
+        .console()
+        .wait_for_line("ftvm backup: connected to the primary", STEP_GUARD);
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = [pair.primary.child().id(), pair.backup.child().id()];
+    let pause = Duration::from_millis(2 * TIMEOUT_MS.parse::<u64>().expect("a number"));
+    for _ in 0..3 {
+        signal_all(&pids, libc::SIGSTOP);
+        std::thread::sleep(pause);
+        signal_all(&pids, libc::SIGCONT);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    let ended = [
+        pair.primary.child().try_wait(),
+        pair.backup.child().try_wait(),
+    ];
+    let text = pair.consoles();
+    assert_eq!(ended, [None, None], "a side ended after the pauses\n{text}");
+    for said in [BACKUP_LIVE, PRIMARY_ALONE, HALTS, "suspected"] {
+        assert!(!text.contains(said), "a side said `{said}`\n{text}");
+    }
+    let (ps, bs) = (status(&psock), status(&bsock));
+    assert!(
+        ps.contains("mode paired") && bs.contains("mode paired"),
+        "primary:\n{ps}\nbackup:\n{bs}"
+    );
+    eprintln!("after 3 pauses of {pause:?}: primary status:\n{ps}");
 }
 
 /// The content the guest writes to file `n` (see [`disk_guest_cmd`]).
