@@ -142,11 +142,12 @@ impl Failover {
             .map(|r| r.received - self.killed_at)
     }
 
-    fn print(&self, test: &str) {
+    fn print(&self, test: &str, live: Option<String>) {
         let (gap, at) = self.report.max_gap().expect("several replies");
         eprintln!(
-            "{test}: {} replies ({} before the kill); largest gap between replies {gap:?} \
+            "{test}: [live at {}] {} replies ({} before the kill); largest gap between replies {gap:?} \
              (before reply #{at}); first reply {:?} after the kill; largest latency {:?}",
+            live.unwrap_or_else(|| "-".into()),
             self.report.replies.len(),
             self.replies_before,
             self.first_reply_after_kill(),
@@ -214,7 +215,10 @@ fn primary_killed_mid_stream_client_connection_survives() {
     let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
 
     let failover = kill_during_load(&net, &mut pair, Victim::Primary);
-    failover.print("primary killed (file arbiter)");
+    failover.print(
+        "primary killed (file arbiter)",
+        find_line(&pair.backup.console().text(), BACKUP_LIVE),
+    );
 
     let backup = pair.backup.console();
     assert!(
@@ -238,7 +242,7 @@ fn backup_killed_primary_goes_on_alone() {
     let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
 
     let failover = kill_during_load(&net, &mut pair, Victim::Backup);
-    failover.print("backup killed (file arbiter)");
+    failover.print("backup killed (file arbiter)", None);
 
     assert!(
         find_line(&pair.primary.console().text(), PRIMARY_ALONE).is_some(),
@@ -355,7 +359,10 @@ fn etcd_arbiter_failover() {
     let mut pair = Pair::start(&net, &etcd.spec("/ftvm/test"), &vm);
 
     let failover = kill_during_load(&net, &mut pair, Victim::Primary);
-    failover.print("primary killed (etcd arbiter)");
+    failover.print(
+        "primary killed (etcd arbiter)",
+        find_line(&pair.backup.console().text(), BACKUP_LIVE),
+    );
 
     assert!(
         find_line(&pair.backup.console().text(), BACKUP_LIVE).is_some(),
@@ -625,8 +632,9 @@ fn shared_disk_writes_survive_failover() {
          --- backup:\n{backup_text}"
     );
     eprintln!(
-        "shared disk: the primary printed wrote {:?}..{:?}, the new primary {:?}..{:?}; \
+        "shared disk: [live at {}] the primary printed wrote {:?}..{:?}, the new primary {:?}..{:?}; \
          guest done {elapsed:?} after the kill",
+        find_line(&backup_text, BACKUP_LIVE).unwrap_or_default(),
         before.first(),
         before.last(),
         after.first(),
