@@ -1,0 +1,665 @@
+//! End to end: the fault-tolerant pair, `ftvm primary` on host A and `ftvm backup` on
+//! host B of the FT network (`common::ft`), with real failures: SIGKILL of either side
+//! while a client keeps one TCP connection to the guest's counter server, the same
+//! with an etcd arbiter, a cut link between the hosts (split brain: exactly one side
+//! may go on), and a guest writing files to a shared disk across a failover.
+//!
+//! Timings (failover times, gaps between replies) are printed, never asserted.
+//!
+//! Needs the guest images (`ftvm images fetch`), iproute2, gcc-riscv64-linux-gnu,
+//! e2fsprogs, etcd-server and root.
+
+mod common;
+
+use common::ft::{
+    build_counter, counter_guest_cmd, guest_net_args, initrd_with, CounterClient, FtNetwork,
+    LoadReport, Ns, COUNTER_GUEST_PATH, COUNTER_LISTENING,
+};
+use common::{find_line, guest_args, require_root, require_tool, run, ChildGuard, TempDir, Vm};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a step may take before the test gives up (hang guards, not assertions).
+const STEP_GUARD: Duration = Duration::from_secs(600);
+/// Where the primary listens for the backup (host A's address).
+const LISTEN: &str = "10.78.0.1:7700";
+/// The interval of the client's requests.
+const LOAD_EVERY: Duration = Duration::from_millis(15);
+/// Replies before the failure, and at least as many after it.
+const REPLIES: usize = 200;
+/// The guest's memory on each side.
+const MEMORY: &str = "512M";
+/// What the backup prints once it has gone live.
+const BACKUP_LIVE: &str = "ftvm backup: live at icount";
+/// What the primary prints once it runs alone.
+const PRIMARY_ALONE: &str = "ftvm primary: the backup is gone; running alone";
+/// What the loser of the arbiter says.
+const HALTS: &str = "halts";
+/// The failure timeout of the tests' pairs. The default, 250 ms, is shorter than
+/// the stalls a single process sees on a small, shared test machine; a false
+/// suspicion is safe (the arbiter picks one side) but ends the pair before the
+/// failure a test means to cause. A SIGKILL is detected at once anyway: the
+/// logging channel's TCP connection breaks.
+const TIMEOUT_MS: &str = "1000";
+
+/// `ftvm primary` or `ftvm backup`, the FT flags and the serial console on stdout.
+fn side_args(role: &str, arbiter: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![role.into()];
+    match role {
+        "primary" => args.extend(["--listen".into(), LISTEN.into()]),
+        "backup" => args.extend(["--peer".into(), LISTEN.into()]),
+        other => panic!("no role {other}"),
+    }
+    args.extend(
+        [
+            "--arbiter",
+            arbiter,
+            "--timeout-ms",
+            TIMEOUT_MS,
+            "--memory",
+            MEMORY,
+            "--serial",
+            "stdio",
+        ]
+        .map(OsString::from),
+    );
+    args
+}
+
+/// A primary on host A and a backup on host B, both given `vm` (the VM flags).
+struct Pair {
+    primary: Vm,
+    backup: Vm,
+}
+
+impl Pair {
+    fn start(net: &FtNetwork, arbiter: &str, vm: &[OsString]) -> Pair {
+        let mut p = side_args("primary", arbiter);
+        p.extend_from_slice(vm);
+        let primary = Vm::spawn(Some(net.name(Ns::HostA)), &p);
+        let mut b = side_args("backup", arbiter);
+        b.extend_from_slice(vm);
+        let backup = Vm::spawn(Some(net.name(Ns::HostB)), &b);
+        Pair { primary, backup }
+    }
+
+    /// Both consoles (and ftvm's messages), for failure messages.
+    fn consoles(&self) -> String {
+        format!(
+            "--- primary:\n{}\n--- backup:\n{}",
+            self.primary.console().text(),
+            self.backup.console().text()
+        )
+    }
+}
+
+/// The counter guest's VM flags: its initrd (built in `dir`), its command, its card.
+fn counter_vm(dir: &Path) -> Vec<OsString> {
+    let counter = build_counter(dir);
+    let initrd = initrd_with(
+        &[(COUNTER_GUEST_PATH, &counter, 0o755)],
+        &dir.join("initrd.img"),
+    );
+    let mut vm = guest_args(
+        Some(&initrd),
+        "console=ttyS0 quiet",
+        Some(&counter_guest_cmd()),
+    );
+    vm.extend(guest_net_args());
+    vm
+}
+
+/// The arbiter file of a test, in its temporary directory (both hosts see it).
+fn file_arbiter(dir: &Path) -> String {
+    format!("file={}", dir.join("arbiter").display())
+}
+
+/// Which side is killed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Victim {
+    Primary,
+    Backup,
+}
+
+/// What a failover run measured.
+struct Failover {
+    report: LoadReport,
+    killed_at: Instant,
+    replies_before: usize,
+}
+
+impl Failover {
+    /// The time from the kill to the first reply after it.
+    fn first_reply_after_kill(&self) -> Option<Duration> {
+        self.report
+            .replies
+            .iter()
+            .find(|r| r.received > self.killed_at)
+            .map(|r| r.received - self.killed_at)
+    }
+
+    fn print(&self, test: &str, live: Option<String>) {
+        let (gap, at) = self.report.max_gap().expect("several replies");
+        eprintln!(
+            "{test}: [live at {}] {} replies ({} before the kill); largest gap between replies {gap:?} \
+             (before reply #{at}); first reply {:?} after the kill; largest latency {:?}",
+            live.unwrap_or_else(|| "-".into()),
+            self.report.replies.len(),
+            self.replies_before,
+            self.first_reply_after_kill(),
+            self.report.max_latency().map(|(l, _)| l),
+        );
+    }
+}
+
+/// Boots the counter guest on `pair`, runs the client's load on one connection,
+/// SIGKILLs `victim` after [`REPLIES`] replies and goes on until [`REPLIES`] more came;
+/// checks the connection never broke and the replies count on by one.
+fn kill_during_load(net: &FtNetwork, pair: &mut Pair, victim: Victim) -> Failover {
+    pair.primary
+        .console()
+        .wait_for_line(COUNTER_LISTENING, STEP_GUARD);
+    let client = CounterClient::connect(net, STEP_GUARD)
+        .unwrap_or_else(|e| panic!("connect to the counter: {e}\n{}", pair.consoles()));
+    let load = client.spawn_load(LOAD_EVERY);
+    assert!(
+        load.wait_for_count(REPLIES, STEP_GUARD),
+        "the load got {} replies before the kill (error: {:?})\n{}",
+        load.count(),
+        load.error(),
+        pair.consoles()
+    );
+    for (vm, what) in [(&mut pair.primary, "primary"), (&mut pair.backup, "backup")] {
+        assert!(
+            vm.child().try_wait().is_none(),
+            "the {what} ended before the kill"
+        );
+    }
+    let replies_before = load.count();
+    let killed_at = Instant::now();
+    match victim {
+        Victim::Primary => pair.primary.child().stop(),
+        Victim::Backup => pair.backup.child().stop(),
+    }
+    let got = load.wait_for_count(replies_before + REPLIES, STEP_GUARD);
+    let count = load.count();
+    let (report, client) = load.stop();
+    drop(client);
+    assert!(
+        got && report.error.is_none(),
+        "the connection broke after the {victim:?} was killed: {count} replies, \
+         {replies_before} before the kill; error {:?}\n{}",
+        report.error.as_ref().map(|(_, e)| e),
+        pair.consoles()
+    );
+    report
+        .check_sequence(1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", pair.consoles()));
+    Failover {
+        report,
+        killed_at,
+        replies_before,
+    }
+}
+
+#[test]
+fn primary_killed_mid_stream_client_connection_survives() {
+    require_root();
+    let dir = TempDir::new("ftpair-p");
+    let net = FtNetwork::new("ftp1");
+    let vm = counter_vm(dir.path());
+    let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
+
+    let failover = kill_during_load(&net, &mut pair, Victim::Primary);
+    failover.print(
+        "primary killed (file arbiter)",
+        find_line(&pair.backup.console().text(), BACKUP_LIVE),
+    );
+
+    let backup = pair.backup.console();
+    assert!(
+        find_line(&backup.text(), BACKUP_LIVE).is_some(),
+        "the backup did not say it went live\n{}",
+        pair.consoles()
+    );
+    assert!(
+        pair.backup.child().try_wait().is_none(),
+        "the new primary ended\n{}",
+        pair.consoles()
+    );
+}
+
+#[test]
+fn backup_killed_primary_goes_on_alone() {
+    require_root();
+    let dir = TempDir::new("ftpair-b");
+    let net = FtNetwork::new("ftp2");
+    let vm = counter_vm(dir.path());
+    let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
+
+    let failover = kill_during_load(&net, &mut pair, Victim::Backup);
+    failover.print("backup killed (file arbiter)", None);
+
+    assert!(
+        find_line(&pair.primary.console().text(), PRIMARY_ALONE).is_some(),
+        "the primary did not say it runs alone\n{}",
+        pair.consoles()
+    );
+    assert!(
+        pair.primary.child().try_wait().is_none(),
+        "the primary ended\n{}",
+        pair.consoles()
+    );
+}
+
+/// The address etcd listens on: the LAN switch's own, reachable from both hosts.
+const ETCD_IP: &str = "10.78.0.200";
+const ETCD_CLIENT_PORT: u16 = 2379;
+
+/// etcd running inside the LAN namespace of an [`FtNetwork`], killed on drop.
+struct LanEtcd {
+    child: ChildGuard,
+    log: PathBuf,
+}
+
+impl LanEtcd {
+    /// Gives the LAN's bridge [`ETCD_IP`] and starts etcd there with its data in `dir`;
+    /// waits until it reports healthy (asked from host A, as ftvm will).
+    fn start(net: &FtNetwork, dir: &Path) -> LanEtcd {
+        let etcd = std::env::var_os("FTVM_ETCD").map_or_else(
+            || PathBuf::from(ftvm_arbiter::testing::DEFAULT_ETCD),
+            PathBuf::from,
+        );
+        assert!(
+            etcd.exists(),
+            "etcd not found at {}: install the Debian package etcd-server",
+            etcd.display()
+        );
+        net.ns(Ns::Lan)
+            .ip(&["addr", "add", &format!("{ETCD_IP}/24"), "dev", "br0"]);
+        let log = dir.join("etcd.log");
+        let out = std::fs::File::create(&log).expect("create etcd's log");
+        let err = out.try_clone().expect("clone etcd's log");
+        let client = format!("http://{ETCD_IP}:{ETCD_CLIENT_PORT}");
+        let peer = format!("http://{ETCD_IP}:2380");
+        let child = Command::new(require_tool("ip", "iproute2"))
+            .args(["netns", "exec", net.name(Ns::Lan)])
+            .arg(&etcd)
+            .arg("--name=ftvm-pair-test")
+            .arg(format!("--data-dir={}", dir.join("etcd-data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=ftvm-pair-test={peer}"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start etcd");
+        let mut server = LanEtcd {
+            child: ChildGuard::new(child, "etcd"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                server.child.try_wait().is_none(),
+                "etcd exited; its log:\n{}",
+                server.log()
+            );
+            let healthy = net.run_in(Ns::HostA, || {
+                etcd_get("/health").is_some_and(|r| r.contains("\"health\":\"true\""))
+            });
+            if healthy {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy; its log:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn spec(&self, key: &str) -> String {
+        format!("etcd=http://{ETCD_IP}:{ETCD_CLIENT_PORT},key={key}")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One HTTP/1.0 GET of `path` to etcd from the calling thread's namespace: the whole
+/// response, or `None` if it cannot be had.
+fn etcd_get(path: &str) -> Option<String> {
+    let addr: SocketAddr = format!("{ETCD_IP}:{ETCD_CLIENT_PORT}").parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {ETCD_IP}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn etcd_arbiter_failover() {
+    require_root();
+    let dir = TempDir::new("ftpair-e");
+    let net = FtNetwork::new("ftp3");
+    let etcd = LanEtcd::start(&net, dir.path());
+    let vm = counter_vm(dir.path());
+    let mut pair = Pair::start(&net, &etcd.spec("/ftvm/test"), &vm);
+
+    let failover = kill_during_load(&net, &mut pair, Victim::Primary);
+    failover.print(
+        "primary killed (etcd arbiter)",
+        find_line(&pair.backup.console().text(), BACKUP_LIVE),
+    );
+
+    assert!(
+        find_line(&pair.backup.console().text(), BACKUP_LIVE).is_some(),
+        "the backup did not say it went live\n{}\n--- etcd:\n{}",
+        pair.consoles(),
+        etcd.log()
+    );
+    assert!(
+        pair.backup.child().try_wait().is_none(),
+        "the new primary ended\n{}",
+        pair.consoles()
+    );
+}
+
+/// How a side of a split pair ended up.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Still running, and said it runs alone.
+    Live,
+    /// Exited non-zero saying it halts.
+    Halted,
+    /// Anything else (still undecided, or another exit).
+    Other(Option<ExitStatus>),
+}
+
+fn outcome(vm: &mut Vm, live_line: &str) -> Outcome {
+    let text = vm.console().text();
+    match vm.child().try_wait() {
+        None if text.contains(live_line) => Outcome::Live,
+        Some(status) if !status.success() && text.contains(HALTS) => Outcome::Halted,
+        other => Outcome::Other(other),
+    }
+}
+
+#[test]
+fn split_brain_exactly_one_side_goes_live() {
+    require_root();
+    let images = common::guest_images();
+    let mut winners = Vec::new();
+    // The link is cut at different points of the run: during the firmware and
+    // kernel's early boot, and later.
+    for (round, run_for) in [(1, 1500u64), (2, 4000), (3, 8000)] {
+        let tag = format!("ftp4r{round}");
+        let dir = TempDir::new(&format!("ftpair-s{round}"));
+        let net = FtNetwork::new(&tag);
+        let vm = guest_args(
+            Some(&images.initrd),
+            "console=ttyS0 quiet",
+            Some("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"),
+        );
+        let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
+        pair.backup
+            .console()
+            .wait_for_line("ftvm backup: connected to the primary", STEP_GUARD);
+        std::thread::sleep(Duration::from_millis(run_for));
+        for (vm, what) in [(&mut pair.primary, "primary"), (&mut pair.backup, "backup")] {
+            assert!(
+                vm.child().try_wait().is_none(),
+                "round {round}: the {what} ended before the cut"
+            );
+        }
+        net.cut_link('b');
+        let cut = Instant::now();
+
+        // Wait until each side has decided (a hang guard), then a little longer to
+        // see that the winner stays up and nothing changes.
+        let deadline = cut + Duration::from_secs(60);
+        let (p, b) = loop {
+            let p = outcome(&mut pair.primary, PRIMARY_ALONE);
+            let b = outcome(&mut pair.backup, BACKUP_LIVE);
+            let decided = |o: &Outcome| !matches!(o, Outcome::Other(None));
+            if (decided(&p) && decided(&b)) || Instant::now() > deadline {
+                break (p, b);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let decided_after = cut.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        let later = (
+            outcome(&mut pair.primary, PRIMARY_ALONE),
+            outcome(&mut pair.backup, BACKUP_LIVE),
+        );
+        assert_eq!(
+            later,
+            (p, b),
+            "round {round}: an outcome changed\n{}",
+            pair.consoles()
+        );
+        let (p, b) = later;
+        let winner = match (&p, &b) {
+            (Outcome::Live, Outcome::Halted) => "primary",
+            (Outcome::Halted, Outcome::Live) => "backup",
+            _ => panic!(
+                "round {round}: primary {p:?}, backup {b:?}: not exactly one side live and \
+                 the other halted\n{}",
+                pair.consoles()
+            ),
+        };
+        eprintln!(
+            "split brain round {round} (cut after {run_for} ms): the {winner} went on, the \
+             other halted; both decided {decided_after:?} after the cut"
+        );
+        winners.push(winner);
+        drop(pair);
+        drop(net);
+    }
+    eprintln!("split brain winners: {winners:?}");
+}
+
+/// `ftvm status SOCKET`.
+fn status(socket: &Path) -> String {
+    run(
+        env!("CARGO_BIN_EXE_ftvm"),
+        &["status", socket.to_str().expect("UTF-8 path")],
+    )
+}
+
+/// Sends `signal` to each process, one right after the other.
+fn signal_all(pids: &[u32], signal: libc::c_int) {
+    for &pid in pids {
+        let pid = libc::pid_t::try_from(pid).expect("a PID");
+        // SAFETY: kill(2) on the PID of our own unreaped child.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// A paused host (both sides stopped together, longer than the failure timeout,
+/// then continued) is no failure: neither side heard the other, but neither could
+/// listen either, so neither suspects the other and the pair stays paired.
+#[test]
+fn pair_paused_together_stays_paired() {
+    require_root();
+    let images = common::guest_images();
+    let dir = TempDir::new("ftpair-z");
+    let net = FtNetwork::new("ftp6");
+    let mut vm = guest_args(
+        Some(&images.initrd),
+        "console=ttyS0 quiet",
+        Some("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"),
+    );
+    let (psock, bsock) = (dir.path().join("p.sock"), dir.path().join("b.sock"));
+    let mut pair = {
+        let mut p = vm.clone();
+        p.extend(["--control".into(), psock.clone().into()]);
+        vm.extend(["--control".into(), bsock.clone().into()]);
+        let mut pa = side_args("primary", &file_arbiter(dir.path()));
+        pa.extend(p);
+        let primary = Vm::spawn(Some(net.name(Ns::HostA)), &pa);
+        let mut ba = side_args("backup", &file_arbiter(dir.path()));
+        ba.extend(vm);
+        let backup = Vm::spawn(Some(net.name(Ns::HostB)), &ba);
+        Pair { primary, backup }
+    };
+    pair.backup
+        .console()
+        .wait_for_line("ftvm backup: connected to the primary", STEP_GUARD);
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = [pair.primary.child().id(), pair.backup.child().id()];
+    let pause = Duration::from_millis(2 * TIMEOUT_MS.parse::<u64>().expect("a number"));
+    for _ in 0..3 {
+        signal_all(&pids, libc::SIGSTOP);
+        std::thread::sleep(pause);
+        signal_all(&pids, libc::SIGCONT);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    let ended = [
+        pair.primary.child().try_wait(),
+        pair.backup.child().try_wait(),
+    ];
+    let text = pair.consoles();
+    assert_eq!(ended, [None, None], "a side ended after the pauses\n{text}");
+    for said in [BACKUP_LIVE, PRIMARY_ALONE, HALTS, "suspected"] {
+        assert!(!text.contains(said), "a side said `{said}`\n{text}");
+    }
+    let (ps, bs) = (status(&psock), status(&bsock));
+    assert!(
+        ps.contains("mode paired") && bs.contains("mode paired"),
+        "primary:\n{ps}\nbackup:\n{bs}"
+    );
+    eprintln!("after 3 pauses of {pause:?}: primary status:\n{ps}");
+}
+
+/// The content the guest writes to file `n` (see [`disk_guest_cmd`]).
+fn file_content(n: u64) -> String {
+    let mut s = format!("ftvm file {n}\n");
+    for k in 1..=300 {
+        s.push_str(&format!("{}\n", k * n));
+    }
+    s
+}
+
+/// Files the disk guest writes.
+const DISK_FILES: u64 = 60;
+
+/// Makes an ext2 file system on the shared disk, then writes files `f1`, `f2`, … each
+/// followed by `sync` and a `wrote N` line, unmounts and prints `synced`.
+fn disk_guest_cmd() -> String {
+    format!(
+        "load-ext4 && mkdir -p /mnt && mke2fs -F /dev/vda >/dev/null && \
+         mount -t ext2 /dev/vda /mnt && echo mkfs done && i=1 && \
+         while [ $i -le {DISK_FILES} ]; do \
+           {{ echo ftvm file $i; k=1; while [ $k -le 300 ]; do echo $((k*i)); k=$((k+1)); done; }} >/mnt/f$i && \
+           sync && echo wrote $i; i=$((i+1)); \
+         done; umount /mnt && echo synced"
+    )
+}
+
+/// The `N`s of the `wrote N` lines of a console.
+fn wrote(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("wrote "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn shared_disk_writes_survive_failover() {
+    require_root();
+    let e2fsck = require_tool("e2fsck", "e2fsprogs");
+    let debugfs = require_tool("debugfs", "e2fsprogs");
+    let images = common::guest_images();
+    let dir = TempDir::new("ftpair-d");
+    let net = FtNetwork::new("ftp5");
+    let image = dir.path().join("shared.img");
+    common::sparse_image(&image, 64 << 20);
+    let mut vm = guest_args(
+        Some(&images.initrd),
+        "console=ttyS0 quiet",
+        Some(&disk_guest_cmd()),
+    );
+    vm.extend([
+        OsString::from("--disk"),
+        format!("path={}", image.display()).into(),
+    ]);
+    let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
+
+    pair.primary.console().wait_for_line("wrote 8", STEP_GUARD);
+    let killed_at = Instant::now();
+    pair.primary.child().stop();
+
+    pair.backup.console().wait_for_line("synced", STEP_GUARD);
+    let Pair { primary, backup } = pair;
+    let (status, backup_text) = backup.wait(STEP_GUARD);
+    let primary_text = primary.kill();
+    let elapsed = killed_at.elapsed();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the new primary's exit\n--- primary:\n{primary_text}\n--- backup:\n{backup_text}"
+    );
+    assert!(
+        backup_text.contains(BACKUP_LIVE),
+        "the backup did not go live\n{backup_text}"
+    );
+
+    let before = wrote(&primary_text);
+    let after = wrote(&backup_text);
+    let mut all: Vec<u64> = before.iter().chain(after.iter()).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=DISK_FILES).collect::<Vec<_>>(),
+        "the `wrote N` lines of both sides together\n--- primary:\n{primary_text}\n\
+         --- backup:\n{backup_text}"
+    );
+    eprintln!(
+        "shared disk: [live at {}] the primary printed wrote {:?}..{:?}, the new primary {:?}..{:?}; \
+         guest done {elapsed:?} after the kill",
+        find_line(&backup_text, BACKUP_LIVE).unwrap_or_default(),
+        before.first(),
+        before.last(),
+        after.first(),
+        after.last()
+    );
+
+    let img = image.to_str().expect("UTF-8 path");
+    let fsck = Command::new(&e2fsck)
+        .args(["-fn", img])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn found problems ({}):\n{}{}",
+        fsck.status,
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    for n in all {
+        let content = run(&debugfs, &["-R", &format!("cat /f{n}"), img]);
+        assert!(
+            content == file_content(n),
+            "file f{n} on the image differs from what the guest wrote: {:?}…",
+            &content[..content.len().min(80)]
+        );
+    }
+}
