@@ -133,3 +133,54 @@ fn test_nobody_runs_alone_without_the_arbiter() {
         "output went on without the arbiter:\n{text}"
     );
 }
+
+#[test]
+fn test_shared_disk_writes_in_flight_at_failover_all_land() {
+    let dir = TempDir::new("ft-inflight");
+    let image = dir.path().join("shared.img");
+    sparse_image(&image, 32 << 20);
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let ft = ["--arbiter", &arbiter, "--timeout-ms", "1000"];
+    // 16 MiB of random data written over and over, the kernel's writeback
+    // keeping many requests in flight; the primary is killed in the middle.
+    let cmd = "dd if=/dev/urandom of=/tmp/src bs=64k count=256 2>/dev/null; \
+               i=0; while [ $i -lt 8 ]; do i=$((i+1)); \
+               dd if=/tmp/src of=/dev/vda bs=64k oflag=direct 2>/dev/null || \
+               dd if=/tmp/src of=/dev/vda bs=64k conv=fsync 2>/dev/null; \
+               echo pass $i; done; sync; echo 3 > /proc/sys/vm/drop_caches; \
+               set -- $(sha256sum /tmp/src); echo src-sha $1; \
+               set -- $(head -c 16777216 /dev/vda | sha256sum); echo disk-sha $1";
+    let disk = os(&["--disk", &format!("path={}", image.display())]);
+    let primary = Vm::spawn(None, &side("primary", port, &ft, &disk, cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &ft, &disk, cmd));
+
+    primary.console().wait_for_line("pass 2", GUARD);
+    // In the middle of the third pass: the disk is busy.
+    std::thread::sleep(Duration::from_millis(150));
+    let p_out = primary.kill();
+    let (b_status, b_out) = backup.wait(GUARD);
+
+    assert_eq!(b_status.and_then(|s| s.code()), Some(0), "backup:\n{b_out}");
+    assert!(b_out.contains("ftvm backup: live at icount"), "{b_out}");
+    let src = common::find_line(&b_out, "src-sha ").expect("the guest's source hash");
+    let guest_disk = common::find_line(&b_out, "disk-sha ").expect("the guest's disk hash");
+    let mut head = std::fs::read(&image).expect("read the image");
+    head.truncate(16 << 20);
+    let host_disk = sha256_bytes(&head);
+    println!(
+        "primary printed {} passes; backup: {}",
+        p_out.matches("pass ").count(),
+        common::find_line(&b_out, "ftvm backup: live at icount").unwrap_or_default()
+    );
+    // What the guest wrote is what it reads back and what the image holds.
+    assert_eq!(guest_disk.trim(), src.trim());
+    assert_eq!(host_disk, src.trim());
+}
+
+fn sha256_bytes(data: &[u8]) -> String {
+    let dir = TempDir::new("ft-sha");
+    let path = dir.path().join("data");
+    std::fs::write(&path, data).expect("write");
+    sha256_file(&path)
+}

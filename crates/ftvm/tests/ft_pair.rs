@@ -207,7 +207,7 @@ fn kill_during_load(net: &FtNetwork, pair: &mut Pair, victim: Victim) -> Failove
 }
 
 #[test]
-fn primary_killed_mid_stream_client_connection_survives() {
+fn test_primary_killed_mid_stream_client_connection_survives() {
     require_root();
     let dir = TempDir::new("ftpair-p");
     let net = FtNetwork::new("ftp1");
@@ -234,7 +234,7 @@ fn primary_killed_mid_stream_client_connection_survives() {
 }
 
 #[test]
-fn backup_killed_primary_goes_on_alone() {
+fn test_backup_killed_primary_goes_on_alone() {
     require_root();
     let dir = TempDir::new("ftpair-b");
     let net = FtNetwork::new("ftp2");
@@ -350,7 +350,7 @@ fn etcd_get(path: &str) -> Option<String> {
 }
 
 #[test]
-fn etcd_arbiter_failover() {
+fn test_etcd_arbiter_failover() {
     require_root();
     let dir = TempDir::new("ftpair-e");
     let net = FtNetwork::new("ftp3");
@@ -398,7 +398,7 @@ fn outcome(vm: &mut Vm, live_line: &str) -> Outcome {
 }
 
 #[test]
-fn split_brain_exactly_one_side_goes_live() {
+fn test_split_brain_exactly_one_side_goes_live() {
     require_root();
     let images = common::guest_images();
     let mut winners = Vec::new();
@@ -493,7 +493,7 @@ fn signal_all(pids: &[u32], signal: libc::c_int) {
 /// then continued) is no failure: neither side heard the other, but neither could
 /// listen either, so neither suspects the other and the pair stays paired.
 #[test]
-fn pair_paused_together_stays_paired() {
+fn test_pair_paused_together_stays_paired() {
     require_root();
     let images = common::guest_images();
     let dir = TempDir::new("ftpair-z");
@@ -581,7 +581,7 @@ fn wrote(text: &str) -> Vec<u64> {
 }
 
 #[test]
-fn shared_disk_writes_survive_failover() {
+fn test_shared_disk_writes_survive_failover() {
     require_root();
     let e2fsck = require_tool("e2fsck", "e2fsprogs");
     let debugfs = require_tool("debugfs", "e2fsprogs");

@@ -49,7 +49,7 @@ enum Resend {
 
 /// The backup's side of the event boundary.
 pub struct BackupEnvironment {
-    replayer: Replayer<super::pipe::InboundReader>,
+    replayer: Replayer<std::io::BufReader<super::pipe::InboundReader>>,
     live: LiveEnvironment,
     is_live: bool,
     /// Requests submitted and not completed yet, by (slot, id), in order.
@@ -375,8 +375,11 @@ pub fn run(
             }
         })?;
 
-    let (reader, header) =
-        LogReader::new(inbound.reader()).map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
+    let (reader, header) = LogReader::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        inbound.reader(),
+    ))
+    .map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
     let theirs = fingerprint(&header.config);
     let ours = fingerprint(&config_record);
     if theirs != ours {

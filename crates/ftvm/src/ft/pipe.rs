@@ -250,10 +250,10 @@ impl Read for InboundReader {
                 return Err(io::Error::other(why.clone()));
             }
             if !s.buf.is_empty() {
-                let n = out.len().min(s.buf.len());
-                for (dst, src) in out.iter_mut().zip(s.buf.drain(..n)) {
-                    *dst = src;
-                }
+                let (front, _) = s.buf.as_slices();
+                let n = out.len().min(front.len());
+                out[..n].copy_from_slice(&front[..n]);
+                s.buf.drain(..n);
                 inbound.cond.notify_all();
                 return Ok(n);
             }
