@@ -175,6 +175,44 @@ fn test_nbd_write_flush_read_round_trip() {
 }
 
 #[test]
+fn test_nbd_large_write_then_read_round_trip() {
+    // Larger than a fresh socket's send buffer: the non-blocking send leaves the rest
+    // to the writer thread, and the reads queued behind the write wait for it.
+    let server = NbdServer::start("large", "disk0", false);
+    let (notify, rx) = collector();
+    let disk = Disk::open_nbd(&server.url("disk0"), notify).expect("connect to qemu-nbd");
+    let data: Vec<u8> = (0..IMAGE_SIZE).map(|i| (i % 253) as u8).collect();
+
+    disk.submit(
+        1,
+        DiskOp::Write {
+            offset: 0,
+            data: data.clone(),
+        },
+    );
+    for piece in 0..4u64 {
+        disk.submit(
+            10 + piece,
+            DiskOp::Read {
+                offset: piece * (IMAGE_SIZE as u64 / 4),
+                len: IMAGE_SIZE as u32 / 4,
+            },
+        );
+    }
+    let done = collect(&rx, 5);
+    disk.close();
+
+    assert_eq!(done.get(&1), Some(&Ok(Vec::new())));
+    for (piece, expected) in data.chunks(IMAGE_SIZE / 4).enumerate() {
+        assert_eq!(
+            done.get(&(10 + piece as u64)).map(|r| r.as_deref()),
+            Some(Ok(expected)),
+            "quarter {piece}"
+        );
+    }
+}
+
+#[test]
 fn test_nbd_overlapping_writes_apply_in_submission_order() {
     let server = NbdServer::start("overlap", "", false);
     let (notify, rx) = collector();

@@ -71,14 +71,14 @@ pub(super) fn open(
             Err(source) => {
                 // The disk built so far closes its started workers on drop.
                 drop(Disk::from_parts(
-                    size, read_only, gate, threads, exits, None,
+                    size, read_only, gate, threads, exits, None, None,
                 ));
                 return Err(BackendError::Thread { name, source });
             }
         }
     }
     Ok(Disk::from_parts(
-        size, read_only, gate, threads, exits, None,
+        size, read_only, gate, threads, exits, None, None,
     ))
 }
 

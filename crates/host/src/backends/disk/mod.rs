@@ -184,7 +184,14 @@ pub struct Disk {
     exits: Arc<ExitCounter>,
     /// Unblocks threads stuck on the host (shuts an NBD socket down).
     force_stop: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Called after a request is queued and after the queue is closed, on the
+    /// submitter's thread: a backend that starts requests itself, without waking
+    /// one of its threads (NBD), does it here. Never blocks on I/O.
+    kick: Option<Kick>,
 }
+
+/// See [`Disk`]'s `kick`.
+pub(crate) type Kick = Box<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Disk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,6 +232,7 @@ impl Disk {
         threads: Vec<JoinHandle<()>>,
         exits: Arc<ExitCounter>,
         force_stop: Option<Box<dyn Fn() + Send + Sync>>,
+        kick: Option<Kick>,
     ) -> Disk {
         Disk {
             size,
@@ -233,6 +241,7 @@ impl Disk {
             threads,
             exits,
             force_stop,
+            kick,
         }
     }
 
@@ -250,6 +259,9 @@ impl Disk {
     /// callback. Never blocks on I/O.
     pub fn submit(&self, id: u64, op: DiskOp) {
         self.gate.push(id, op);
+        if let Some(kick) = &self.kick {
+            kick();
+        }
     }
 
     /// Finishes every submitted request and stops the backend's threads.
@@ -261,6 +273,9 @@ impl Disk {
 impl Drop for Disk {
     fn drop(&mut self) {
         self.gate.close();
+        if let Some(kick) = &self.kick {
+            kick();
+        }
         if !self.exits.wait_for(self.threads.len(), CLOSE_GRACE) {
             if let Some(force_stop) = &self.force_stop {
                 force_stop();

@@ -101,6 +101,23 @@ impl Gate {
         }
     }
 
+    /// A request that may start now, without waiting.
+    pub(crate) fn try_take(&self) -> Option<Ticket> {
+        let mut state = self.lock();
+        let index = Self::first_ready(&state)?;
+        let ticket = state.waiting.remove(index)?;
+        if let Some(extent) = Extent::of(ticket.seq, &ticket.op) {
+            state.running.push(extent);
+        }
+        Some(ticket)
+    }
+
+    /// Whether the queue is closed and every request in it has been taken.
+    pub(crate) fn drained(&self) -> bool {
+        let state = self.lock();
+        state.closed && state.waiting.is_empty()
+    }
+
     /// Marks the request `seq` as finished, letting requests that wait on it start.
     pub(crate) fn finish(&self, seq: u64) {
         let mut state = self.lock();
@@ -211,6 +228,25 @@ mod tests {
         let second = gate.take().map(|t| t.id);
 
         assert_eq!((first, second), (Some(1), Some(4)));
+    }
+
+    #[test]
+    fn test_try_take_leaves_a_blocked_request_waiting() {
+        let gate = Gate::default();
+        gate.push(1, write(0, 512));
+        gate.push(2, write(256, 512));
+        gate.close();
+
+        let first = gate.try_take().map(|t| t.seq);
+        let blocked = gate.try_take().map(|t| t.id);
+        let drained_before = gate.drained();
+        gate.finish(first.unwrap_or_default());
+        let second = gate.try_take().map(|t| t.id);
+
+        assert_eq!(
+            (blocked, drained_before, second, gate.drained()),
+            (None, false, Some(2), true)
+        );
     }
 
     #[test]

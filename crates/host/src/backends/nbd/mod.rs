@@ -1,9 +1,11 @@
 //! An NBD client ("The NBD protocol", NetworkBlockDevice/nbd `doc/proto.md`): fixed
 //! newstyle handshake with `NBD_OPT_GO`, then transmission with simple replies.
 //!
-//! Two threads serve a connection. The *writer* takes requests from the disk's
-//! ordering queue, gives each a fresh 64-bit handle and sends it; the *reader*
-//! matches each simple reply to its request by handle and delivers the completion.
+//! A request is sent as soon as the disk's ordering queue lets it start, by the
+//! thread that finds it ready (the submitter's, or the reader's after a completion),
+//! with a fresh 64-bit handle and a non-blocking send; a *writer* thread writes what
+//! the socket did not take at once. The *reader* thread matches each simple reply
+//! to its request by handle and delivers the completion.
 //! Several requests are in flight at once and the server may answer in any order.
 //! A reply that cannot be trusted (bad magic, unknown handle, a broken stream) fails
 //! every outstanding request and every later one with
