@@ -186,10 +186,17 @@ impl Environment for BackupEnvironment {
             return self.live.submit(icount, slot, request);
         }
         self.replayer.check_submit(icount, slot, &request);
-        if self.switch(icount) {
-            // The log ended right here: the primary may never have taken
-            // this request. It is in flight now, on this side.
-            return self.live.submit(icount, slot, request);
+        if self.replayer.exhausted() {
+            // The log ends with this request: the primary may or may not
+            // have carried it out. It is in flight: re-issued with the rest.
+            self.track(slot, &request);
+            if let BackendRequest::NetTx { frame } = &request {
+                let tag = self.tag();
+                self.resend
+                    .push_back((tag, Resend::Frame(slot, frame.clone())));
+            }
+            self.go_live(icount);
+            return;
         }
         let tag = self.tag();
         self.track(slot, &request);
