@@ -17,7 +17,7 @@
 use crate::digest::Digest;
 use crate::{Environment, Machine, Step};
 use ftvm_devices::{BackendCompletion, BackendRequest};
-use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter};
+use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord};
 use std::io::{Read, Write};
 
 /// Instructions between two state digests in a log.
@@ -77,10 +77,19 @@ impl<'a, W: Write> Recorder<'a, W> {
     }
 
     fn put(&mut self, icount: u64, event: Event) {
+        self.put_with(icount, |log, icount| log.write(icount, &event));
+    }
+
+    /// Logs an entry at `icount` (clamped, see `last_icount`) with `write`.
+    fn put_with(
+        &mut self,
+        icount: u64,
+        write: impl FnOnce(&mut LogWriter<W>, u64) -> std::io::Result<()>,
+    ) {
         let icount = icount.max(self.last_icount);
         self.last_icount = icount;
         if self.error.is_none() {
-            if let Err(e) = self.log.write(icount, &event) {
+            if let Err(e) = write(&mut self.log, icount) {
                 self.error = Some(e);
             }
         }
@@ -145,11 +154,12 @@ impl<W: Write> Environment for Recorder<'_, W> {
     }
 
     fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        // The log keeps a record of the request (its data hashed), not the data.
         self.put(
             icount,
             Event::Submit {
                 slot: slot as u8,
-                request: request.clone(),
+                request: SubmitRecord::of(&request),
             },
         );
         self.inner.submit(icount, slot, request);
@@ -158,13 +168,10 @@ impl<W: Write> Environment for Recorder<'_, W> {
     fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
         let done = self.inner.completions(icount);
         for (slot, completion) in &done {
-            self.put(
-                icount,
-                Event::Completion {
-                    slot: *slot as u8,
-                    completion: completion.clone(),
-                },
-            );
+            // Encoded from the borrowed completion: its data is not copied.
+            self.put_with(icount, |log, icount| {
+                log.write_completion(icount, *slot as u8, completion)
+            });
         }
         done
     }
@@ -195,13 +202,17 @@ fn describe(entry: &Option<Entry>) -> String {
     match entry {
         None => "nothing more".to_string(),
         Some(e) => {
+            let submit;
             let kind = match &e.event {
                 Event::Now { .. } => "a time reading",
                 Event::Idle { .. } => "an idle period",
                 Event::ConsoleInput { .. } => "console input",
                 Event::WallClock { .. } => "the wall clock",
                 Event::RngSeed { .. } => "the rng seed",
-                Event::Submit { .. } => "a backend request",
+                Event::Submit { slot, request } => {
+                    submit = format!("{request} sent to slot {slot}");
+                    &submit
+                }
                 Event::Completion { .. } => "a backend completion",
                 Event::Digest { .. } => "a state digest",
                 Event::End { .. } => "the end of the run",
@@ -273,29 +284,32 @@ impl<R: Read> Replayer<R> {
     }
 
     /// Checks that the machine hands `request` to the backend in `slot` now,
-    /// as recorded ([`Environment::submit`] without giving up the request).
+    /// as recorded ([`Environment::submit`] without giving up the request): the
+    /// log holds its [`SubmitRecord`], which the request's must equal.
     pub fn check_submit(&mut self, icount: u64, slot: usize, request: &BackendRequest) {
-        let matched = self.expect(icount, "sent a backend request", |e| match e {
+        let record = SubmitRecord::of(request);
+        let wanted = || format!("sent {record} to slot {slot}");
+        let logged = self.expect(icount, "sent a backend request", |e| match e {
             Event::Submit {
                 slot: s,
                 request: r,
-            } => Some(usize::from(*s) == slot && r == request),
+            } => Some((usize::from(*s), *r)),
             _ => None,
         });
-        match matched {
-            Some(true) => self.stats.outputs_checked += 1,
-            Some(false) => {
+        match logged {
+            Some((s, r)) if s == slot && r == record => self.stats.outputs_checked += 1,
+            Some((s, r)) => {
                 self.error = Some(ReplayError::Diverged {
                     icount,
-                    wanted: truncate(format!("sent {request:?} to slot {slot}")),
-                    found: "a different backend request".to_string(),
+                    wanted: wanted(),
+                    found: format!("{r} sent to slot {s}"),
                 })
             }
             None => {
                 // Name the request in the divergence.
-                if let Some(ReplayError::Diverged { wanted, .. }) = &mut self.error {
-                    if wanted == "sent a backend request" {
-                        *wanted = truncate(format!("sent {request:?} to slot {slot}"));
+                if let Some(ReplayError::Diverged { wanted: w, .. }) = &mut self.error {
+                    if w == "sent a backend request" {
+                        *w = wanted();
                     }
                 }
             }
@@ -462,18 +476,6 @@ impl<R: Read> Environment for Replayer<R> {
         }
         done
     }
-}
-
-fn truncate(mut s: String) -> String {
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }
 
 /// The end of a run, as logged.
