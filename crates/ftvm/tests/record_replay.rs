@@ -17,8 +17,8 @@
 //! Needs the guest images (`ftvm images fetch`); the network test needs root and
 //! iproute2.
 
-use ftvm_devices::virtio::{BackendCompletion, BackendRequest, BlockOp};
-use ftvm_replay::{decode_all, Entry, Event, LogWriter};
+use ftvm_devices::virtio::BackendCompletion;
+use ftvm_replay::{decode_all, BlockOpRecord, Entry, Event, LogWriter, SubmitRecord};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -564,8 +564,8 @@ fn test_replay_reproduces_console_of_boot_with_timer_input_rng_disk_and_network(
         has(&|e| matches!(
             e,
             Event::Submit {
-                request: BackendRequest::Block {
-                    op: BlockOp::Write { .. },
+                request: SubmitRecord::Block {
+                    op: BlockOpRecord::Write { .. },
                     ..
                 },
                 ..

@@ -17,7 +17,7 @@
 use crate::digest::Digest;
 use crate::{Environment, Machine, Step};
 use ftvm_devices::{BackendCompletion, BackendRequest};
-use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter};
+use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord};
 use std::io::{Read, Write};
 
 /// Instructions between two state digests in a log.
@@ -77,10 +77,19 @@ impl<'a, W: Write> Recorder<'a, W> {
     }
 
     fn put(&mut self, icount: u64, event: Event) {
+        self.put_with(icount, |log, icount| log.write(icount, &event));
+    }
+
+    /// Logs an entry at `icount` (clamped, see `last_icount`) with `write`.
+    fn put_with(
+        &mut self,
+        icount: u64,
+        write: impl FnOnce(&mut LogWriter<W>, u64) -> std::io::Result<()>,
+    ) {
         let icount = icount.max(self.last_icount);
         self.last_icount = icount;
         if self.error.is_none() {
-            if let Err(e) = self.log.write(icount, &event) {
+            if let Err(e) = write(&mut self.log, icount) {
                 self.error = Some(e);
             }
         }
@@ -145,11 +154,12 @@ impl<W: Write> Environment for Recorder<'_, W> {
     }
 
     fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        // The log keeps a record of the request (its data hashed), not the data.
         self.put(
             icount,
             Event::Submit {
                 slot: slot as u8,
-                request: request.clone(),
+                request: SubmitRecord::of(&request),
             },
         );
         self.inner.submit(icount, slot, request);
@@ -158,13 +168,10 @@ impl<W: Write> Environment for Recorder<'_, W> {
     fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
         let done = self.inner.completions(icount);
         for (slot, completion) in &done {
-            self.put(
-                icount,
-                Event::Completion {
-                    slot: *slot as u8,
-                    completion: completion.clone(),
-                },
-            );
+            // Encoded from the borrowed completion: its data is not copied.
+            self.put_with(icount, |log, icount| {
+                log.write_completion(icount, *slot as u8, completion)
+            });
         }
         done
     }
@@ -195,13 +202,17 @@ fn describe(entry: &Option<Entry>) -> String {
     match entry {
         None => "nothing more".to_string(),
         Some(e) => {
+            let submit;
             let kind = match &e.event {
                 Event::Now { .. } => "a time reading",
                 Event::Idle { .. } => "an idle period",
                 Event::ConsoleInput { .. } => "console input",
                 Event::WallClock { .. } => "the wall clock",
                 Event::RngSeed { .. } => "the rng seed",
-                Event::Submit { .. } => "a backend request",
+                Event::Submit { slot, request } => {
+                    submit = format!("{request} sent to slot {slot}");
+                    &submit
+                }
                 Event::Completion { .. } => "a backend completion",
                 Event::Digest { .. } => "a state digest",
                 Event::End { .. } => "the end of the run",
@@ -273,29 +284,32 @@ impl<R: Read> Replayer<R> {
     }
 
     /// Checks that the machine hands `request` to the backend in `slot` now,
-    /// as recorded ([`Environment::submit`] without giving up the request).
+    /// as recorded ([`Environment::submit`] without giving up the request): the
+    /// log holds its [`SubmitRecord`], which the request's must equal.
     pub fn check_submit(&mut self, icount: u64, slot: usize, request: &BackendRequest) {
-        let matched = self.expect(icount, "sent a backend request", |e| match e {
+        let record = SubmitRecord::of(request);
+        let wanted = || format!("sent {record} to slot {slot}");
+        let logged = self.expect(icount, "sent a backend request", |e| match e {
             Event::Submit {
                 slot: s,
                 request: r,
-            } => Some(usize::from(*s) == slot && r == request),
+            } => Some((usize::from(*s), *r)),
             _ => None,
         });
-        match matched {
-            Some(true) => self.stats.outputs_checked += 1,
-            Some(false) => {
+        match logged {
+            Some((s, r)) if s == slot && r == record => self.stats.outputs_checked += 1,
+            Some((s, r)) => {
                 self.error = Some(ReplayError::Diverged {
                     icount,
-                    wanted: truncate(format!("sent {request:?} to slot {slot}")),
-                    found: "a different backend request".to_string(),
+                    wanted: wanted(),
+                    found: format!("{r} sent to slot {s}"),
                 })
             }
             None => {
                 // Name the request in the divergence.
-                if let Some(ReplayError::Diverged { wanted, .. }) = &mut self.error {
-                    if wanted == "sent a backend request" {
-                        *wanted = truncate(format!("sent {request:?} to slot {slot}"));
+                if let Some(ReplayError::Diverged { wanted: w, .. }) = &mut self.error {
+                    if w == "sent a backend request" {
+                        *w = wanted();
                     }
                 }
             }
@@ -464,18 +478,6 @@ impl<R: Read> Environment for Replayer<R> {
     }
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
 /// The end of a run, as logged.
 pub fn end_status(step: Step) -> EndStatus {
     match step {
@@ -558,4 +560,193 @@ pub fn replay_step<R: Read>(
         replayer.check_digest(machine.icount(), d);
     }
     Ok(step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftvm_devices::BlockOp;
+    use ftvm_replay::{decode_all, BlockOpRecord, Header};
+
+    /// A host that remembers what was submitted and answers each block request at once.
+    #[derive(Default)]
+    struct Host {
+        submitted: Vec<(usize, BackendRequest)>,
+        done: Vec<(usize, BackendCompletion)>,
+    }
+
+    impl Environment for Host {
+        fn now(&mut self, _icount: u64) -> u64 {
+            0
+        }
+        fn idle(&mut self, _icount: u64, now: u64, _deadline: Option<u64>) -> Option<u64> {
+            Some(now)
+        }
+        fn console_input(&mut self, _icount: u64, _max: usize) -> Vec<u8> {
+            Vec::new()
+        }
+        fn wall_clock_base_ns(&mut self) -> u64 {
+            0
+        }
+        fn rng_seed(&mut self) -> [u8; 32] {
+            [0; 32]
+        }
+        fn submit(&mut self, _icount: u64, slot: usize, request: BackendRequest) {
+            if let BackendRequest::Block { id, .. } = &request {
+                self.done.push((
+                    slot,
+                    BackendCompletion::Block {
+                        id: *id,
+                        status: 0,
+                        data: vec![0x5A; 512],
+                    },
+                ));
+            }
+            self.submitted.push((slot, request));
+        }
+        fn completions(&mut self, _icount: u64) -> Vec<(usize, BackendCompletion)> {
+            std::mem::take(&mut self.done)
+        }
+    }
+
+    fn write(data: Vec<u8>) -> BackendRequest {
+        BackendRequest::Block {
+            id: 3,
+            op: BlockOp::Write { sector: 8, data },
+        }
+    }
+
+    /// Records `write(data)` in slot 0 at icount 100 and its completion at 200.
+    fn recorded(data: Vec<u8>) -> (Host, Vec<u8>) {
+        let mut host = Host::default();
+        let log = LogWriter::new(Vec::new(), &Header::new(Vec::new())).expect("header");
+        let mut recorder = Recorder::new(&mut host, log);
+        recorder.submit(100, 0, write(data));
+        let done = recorder.completions(200);
+        assert_eq!(done.len(), 1);
+        let log = recorder.finish().expect("log").into_inner();
+        (host, log)
+    }
+
+    fn replayer(log: &[u8]) -> Replayer<&[u8]> {
+        let (reader, _) = LogReader::new(log).expect("header");
+        Replayer::new(reader)
+    }
+
+    #[test]
+    fn test_recorder_logs_a_record_of_the_write_and_hands_the_write_on() {
+        let (host, log) = recorded(vec![0xAB; 4096]);
+
+        let (_, entries) = decode_all(&log).expect("log");
+
+        assert_eq!(host.submitted, vec![(0, write(vec![0xAB; 4096]))]);
+        assert_eq!(
+            entries[0].event,
+            Event::Submit {
+                slot: 0,
+                request: SubmitRecord::Block {
+                    id: 3,
+                    op: BlockOpRecord::Write {
+                        sector: 8,
+                        len: 4096,
+                        hash: ftvm_replay::hash_bytes(&[0xAB; 4096]),
+                    },
+                },
+            }
+        );
+        // The 512-byte completion is in the log; the 4096 bytes written are not.
+        assert!(log.len() < 1024, "{} bytes", log.len());
+    }
+
+    #[test]
+    fn test_replayer_accepts_the_same_write_and_gives_the_completion_back() {
+        let (_, log) = recorded(vec![0xAB; 4096]);
+        let mut r = replayer(&log);
+
+        r.check_submit(100, 0, &write(vec![0xAB; 4096]));
+        let done = r.completions(200);
+
+        assert!(r.error().is_none(), "{:?}", r.error());
+        assert_eq!(
+            (r.stats().outputs_checked, done),
+            (
+                1,
+                vec![(
+                    0,
+                    BackendCompletion::Block {
+                        id: 3,
+                        status: 0,
+                        data: vec![0x5A; 512],
+                    }
+                )]
+            )
+        );
+        assert!(r.exhausted());
+    }
+
+    #[test]
+    fn test_replayer_reports_a_write_of_other_data_naming_both() {
+        let (_, log) = recorded(vec![0xAB; 4096]);
+        let mut r = replayer(&log);
+        let mut other = vec![0xAB; 4096];
+        other[4095] = 0;
+
+        r.check_submit(100, 0, &write(other.clone()));
+
+        let message = r.error().expect("a divergence").to_string();
+        assert_eq!(
+            message,
+            format!(
+                "replay diverged at icount 100: the machine sent a disk write of 4096 bytes at \
+                 sector 8 (request 3, data hash {:#018x}) to slot 0, but the log has a disk \
+                 write of 4096 bytes at sector 8 (request 3, data hash {:#018x}) sent to slot 0",
+                ftvm_replay::hash_bytes(&other),
+                ftvm_replay::hash_bytes(&[0xAB; 4096]),
+            )
+        );
+    }
+
+    #[test]
+    fn test_replayer_reports_a_request_where_the_log_has_something_else() {
+        let (_, log) = recorded(vec![0xAB; 4096]);
+        let mut r = replayer(&log);
+
+        r.check_submit(
+            100,
+            1,
+            &BackendRequest::NetTx {
+                frame: vec![1, 2, 3],
+            },
+        );
+
+        let message = r.error().expect("a divergence").to_string();
+        assert_eq!(
+            message,
+            format!(
+                "replay diverged at icount 100: the machine sent a network frame of 3 bytes \
+                 (hash {:#018x}) to slot 1, but the log has a disk write of 4096 bytes at \
+                 sector 8 (request 3, data hash {:#018x}) sent to slot 0",
+                ftvm_replay::hash_bytes(&[1, 2, 3]),
+                ftvm_replay::hash_bytes(&[0xAB; 4096]),
+            )
+        );
+    }
+
+    #[test]
+    fn test_replayer_reports_a_request_the_log_does_not_have_yet() {
+        let (_, log) = recorded(vec![0xAB; 4096]);
+        let mut r = replayer(&log);
+
+        r.check_submit(50, 2, &BackendRequest::Entropy { id: 1, len: 16 });
+
+        let message = r.error().expect("a divergence").to_string();
+        assert!(
+            message.starts_with(
+                "replay diverged at icount 50: the machine sent an entropy request for 16 \
+                 bytes (request 1) to slot 2, but the log has a disk write of 4096 bytes"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with("at icount 100 (entry 0)"), "{message}");
+    }
 }

@@ -12,7 +12,7 @@ pub enum LogError {
         found: Vec<u8>,
     },
     /// The log was written in a format version this reader does not speak.
-    #[error("Log format version {found} is not supported (this build reads version {supported})")]
+    #[error("Log format version {found} is not supported by this build (it reads version {supported}); record the run again")]
     UnsupportedVersion {
         /// The version in the header.
         found: u16,

@@ -1,9 +1,14 @@
 //! The entries of the log and their payload encodings (see the crate docs for the table).
 
+use crate::hash::hash_bytes;
 use ftvm_devices::virtio::{BackendCompletion, BackendRequest, BlockOp};
+use std::fmt;
 
 /// The log format version this build reads and writes.
-pub const VERSION: u16 = 1;
+///
+/// Version 2 logs a submitted request as a [`SubmitRecord`] (its small fields and
+/// a hash of its data); version 1 logged the whole request, data included.
+pub const VERSION: u16 = 2;
 
 /// The opening of every log: the stream header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,12 +76,14 @@ pub enum Event {
         seed: [u8; 32],
     },
     /// A request the machine handed to a host backend: an output, logged so that
-    /// replay can check it is produced again (a replayed write is checked, not performed).
+    /// replay can check it is produced again (a replayed write is checked, not
+    /// performed). The replaying machine regenerates the request itself, so the
+    /// log keeps only what identifies it: its small fields and a hash of its data.
     Submit {
         /// The virtio slot.
         slot: u8,
-        /// The request.
-        request: BackendRequest,
+        /// What identifies the request ([`SubmitRecord::of`]).
+        request: SubmitRecord,
     },
     /// A backend completion applied at this icount.
     Completion {
@@ -95,6 +102,132 @@ pub enum Event {
         /// Why.
         status: EndStatus,
     },
+}
+
+/// What the log keeps of a [`BackendRequest`]: its kind and small fields, with a
+/// 64-bit [`hash_bytes`](crate::hash_bytes) of its data (disk write data, a
+/// transmitted frame) in place of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitRecord {
+    /// A [`BackendRequest::Block`].
+    Block {
+        /// The request's id.
+        id: u64,
+        /// The operation.
+        op: BlockOpRecord,
+    },
+    /// A [`BackendRequest::NetTx`].
+    NetTx {
+        /// The frame's length in bytes.
+        len: u32,
+        /// The hash of the frame.
+        hash: u64,
+    },
+    /// A [`BackendRequest::Entropy`].
+    Entropy {
+        /// The request's id.
+        id: u64,
+        /// Number of bytes wanted.
+        len: u32,
+    },
+}
+
+/// What the log keeps of a [`BlockOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockOpRecord {
+    /// A [`BlockOp::Read`].
+    Read {
+        /// First sector.
+        sector: u64,
+        /// Bytes to read.
+        len: u32,
+    },
+    /// A [`BlockOp::Write`].
+    Write {
+        /// First sector.
+        sector: u64,
+        /// The data's length in bytes.
+        len: u32,
+        /// The hash of the data.
+        hash: u64,
+    },
+    /// A [`BlockOp::Flush`].
+    Flush,
+    /// A [`BlockOp::Discard`].
+    Discard {
+        /// First sector.
+        sector: u64,
+        /// Number of sectors.
+        sectors: u64,
+    },
+}
+
+/// The length of request data as logged: longer than `u32::MAX` bytes (which no
+/// device produces) saturates; the hash still covers every byte.
+fn logged_len(data: &[u8]) -> u32 {
+    u32::try_from(data.len()).unwrap_or(u32::MAX)
+}
+
+impl SubmitRecord {
+    /// The record of `request`: two requests with the same record are the same
+    /// request unless their data collide under the 64-bit hash.
+    pub fn of(request: &BackendRequest) -> SubmitRecord {
+        match request {
+            BackendRequest::Block { id, op } => SubmitRecord::Block {
+                id: *id,
+                op: match op {
+                    BlockOp::Read { sector, len } => BlockOpRecord::Read {
+                        sector: *sector,
+                        len: *len,
+                    },
+                    BlockOp::Write { sector, data } => BlockOpRecord::Write {
+                        sector: *sector,
+                        len: logged_len(data),
+                        hash: hash_bytes(data),
+                    },
+                    BlockOp::Flush => BlockOpRecord::Flush,
+                    BlockOp::Discard { sector, sectors } => BlockOpRecord::Discard {
+                        sector: *sector,
+                        sectors: *sectors,
+                    },
+                },
+            },
+            BackendRequest::NetTx { frame } => SubmitRecord::NetTx {
+                len: logged_len(frame),
+                hash: hash_bytes(frame),
+            },
+            BackendRequest::Entropy { id, len } => SubmitRecord::Entropy { id: *id, len: *len },
+        }
+    }
+}
+
+/// Describes the request in words, for divergence reports: "a disk write of 4096
+/// bytes at sector 8 (request 3, data hash 0x…)".
+impl fmt::Display for SubmitRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitRecord::Block { id, op } => match op {
+                BlockOpRecord::Read { sector, len } => {
+                    write!(f, "a disk read of {len} bytes at sector {sector} (request {id})")
+                }
+                BlockOpRecord::Write { sector, len, hash } => write!(
+                    f,
+                    "a disk write of {len} bytes at sector {sector} (request {id}, data hash {hash:#018x})"
+                ),
+                BlockOpRecord::Flush => write!(f, "a disk flush (request {id})"),
+                BlockOpRecord::Discard { sector, sectors } => write!(
+                    f,
+                    "a disk discard of {sectors} sectors at sector {sector} (request {id})"
+                ),
+            },
+            SubmitRecord::NetTx { len, hash } => {
+                write!(f, "a network frame of {len} bytes (hash {hash:#018x})")
+            }
+            SubmitRecord::Entropy { id, len } => {
+                write!(f, "an entropy request for {len} bytes (request {id})")
+            }
+        }
+    }
 }
 
 /// Kind bytes of the frames (0 is never used, so a zeroed region is no frame).
@@ -169,11 +302,10 @@ impl Event {
             Event::RngSeed { seed } => out.extend_from_slice(seed),
             Event::Submit { slot, request } => {
                 out.push(*slot);
-                encode_request(out, request)?;
+                encode_request(out, request);
             }
             Event::Completion { slot, completion } => {
-                out.push(*slot);
-                encode_completion(out, completion)?;
+                encode_completion_payload(out, *slot, completion)?;
             }
             Event::Digest { digest } => out.extend_from_slice(digest),
             Event::End { status } => match status {
@@ -241,66 +373,71 @@ impl Event {
     }
 }
 
-fn encode_request(out: &mut Vec<u8>, request: &BackendRequest) -> Result<(), TooLong> {
+fn encode_request(out: &mut Vec<u8>, request: &SubmitRecord) {
     match request {
-        BackendRequest::Block { id, op } => {
+        SubmitRecord::Block { id, op } => {
             out.push(REQUEST_BLOCK);
             out.extend_from_slice(&id.to_le_bytes());
             match op {
-                BlockOp::Read { sector, len } => {
+                BlockOpRecord::Read { sector, len } => {
                     out.push(OP_READ);
                     out.extend_from_slice(&sector.to_le_bytes());
                     out.extend_from_slice(&len.to_le_bytes());
                 }
-                BlockOp::Write { sector, data } => {
+                BlockOpRecord::Write { sector, len, hash } => {
                     out.push(OP_WRITE);
                     out.extend_from_slice(&sector.to_le_bytes());
-                    put_bytes(out, data)?;
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(&hash.to_le_bytes());
                 }
-                BlockOp::Flush => out.push(OP_FLUSH),
-                BlockOp::Discard { sector, sectors } => {
+                BlockOpRecord::Flush => out.push(OP_FLUSH),
+                BlockOpRecord::Discard { sector, sectors } => {
                     out.push(OP_DISCARD);
                     out.extend_from_slice(&sector.to_le_bytes());
                     out.extend_from_slice(&sectors.to_le_bytes());
                 }
             }
         }
-        BackendRequest::NetTx { frame } => {
+        SubmitRecord::NetTx { len, hash } => {
             out.push(REQUEST_NET_TX);
-            put_bytes(out, frame)?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&hash.to_le_bytes());
         }
-        BackendRequest::Entropy { id, len } => {
+        SubmitRecord::Entropy { id, len } => {
             out.push(REQUEST_ENTROPY);
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
         }
     }
-    Ok(())
 }
 
-fn decode_request(d: &mut Decoder<'_>) -> Result<BackendRequest, DecodeError> {
+fn decode_request(d: &mut Decoder<'_>) -> Result<SubmitRecord, DecodeError> {
     Ok(match d.u8()? {
-        REQUEST_BLOCK => BackendRequest::Block {
+        REQUEST_BLOCK => SubmitRecord::Block {
             id: d.u64()?,
             op: match d.u8()? {
-                OP_READ => BlockOp::Read {
+                OP_READ => BlockOpRecord::Read {
                     sector: d.u64()?,
                     len: d.u32()?,
                 },
-                OP_WRITE => BlockOp::Write {
+                OP_WRITE => BlockOpRecord::Write {
                     sector: d.u64()?,
-                    data: d.bytes()?,
+                    len: d.u32()?,
+                    hash: d.u64()?,
                 },
-                OP_FLUSH => BlockOp::Flush,
-                OP_DISCARD => BlockOp::Discard {
+                OP_FLUSH => BlockOpRecord::Flush,
+                OP_DISCARD => BlockOpRecord::Discard {
                     sector: d.u64()?,
                     sectors: d.u64()?,
                 },
                 _ => return Err(malformed("block operation tag is not 0 to 3")),
             },
         },
-        REQUEST_NET_TX => BackendRequest::NetTx { frame: d.bytes()? },
-        REQUEST_ENTROPY => BackendRequest::Entropy {
+        REQUEST_NET_TX => SubmitRecord::NetTx {
+            len: d.u32()?,
+            hash: d.u64()?,
+        },
+        REQUEST_ENTROPY => SubmitRecord::Entropy {
             id: d.u64()?,
             len: d.u32()?,
         },
@@ -308,7 +445,14 @@ fn decode_request(d: &mut Decoder<'_>) -> Result<BackendRequest, DecodeError> {
     })
 }
 
-fn encode_completion(out: &mut Vec<u8>, completion: &BackendCompletion) -> Result<(), TooLong> {
+/// The payload of an [`Event::Completion`] (also written from a borrowed
+/// completion by [`LogWriter::write_completion`](crate::LogWriter::write_completion)).
+pub(crate) fn encode_completion_payload(
+    out: &mut Vec<u8>,
+    slot: u8,
+    completion: &BackendCompletion,
+) -> Result<(), TooLong> {
+    out.push(slot);
     match completion {
         BackendCompletion::Block { id, status, data } => {
             out.push(COMPLETION_BLOCK);

@@ -1,8 +1,9 @@
 //! Writing a log.
 
 use crate::crc::crc32c;
-use crate::event::{Event, Header, VERSION};
+use crate::event::{encode_completion_payload, kind, Event, Header, TooLong, VERSION};
 use crate::{FRAME_OVERHEAD, MAGIC, MAX_CONFIG_LEN, MAX_FRAME_LEN};
+use ftvm_devices::virtio::BackendCompletion;
 use std::io::{self, Write};
 
 /// Writes a log: the header at creation, then one frame per [`write`](Self::write).
@@ -69,6 +70,28 @@ impl<W: Write> LogWriter<W> {
     /// An empty [`Event::ConsoleInput`] is not written (no entry means no input)
     /// and takes no sequence number.
     pub fn write(&mut self, icount: u64, event: &Event) -> io::Result<()> {
+        if matches!(event, Event::ConsoleInput { bytes } if bytes.is_empty()) {
+            return self.check(icount);
+        }
+        self.write_frame(icount, event.kind(), |out| event.encode_payload(out))
+    }
+
+    /// Appends an [`Event::Completion`] of `completion` in `slot` without taking
+    /// the completion (its data is not copied): the same bytes as [`write`](Self::write)
+    /// of that event.
+    pub fn write_completion(
+        &mut self,
+        icount: u64,
+        slot: u8,
+        completion: &BackendCompletion,
+    ) -> io::Result<()> {
+        self.write_frame(icount, kind::COMPLETION, |out| {
+            encode_completion_payload(out, slot, completion)
+        })
+    }
+
+    /// Whether an entry at `icount` may be written now.
+    fn check(&self, icount: u64) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other(
                 "log writer failed earlier; the log is incomplete",
@@ -80,16 +103,23 @@ impl<W: Write> LogWriter<W> {
         if icount < self.last_icount {
             return Err(invalid("log entry icount is below the previous entry's"));
         }
-        if matches!(event, Event::ConsoleInput { bytes } if bytes.is_empty()) {
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    /// Writes one frame of kind `kind` whose payload `encode` appends.
+    fn write_frame(
+        &mut self,
+        icount: u64,
+        kind: u8,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), TooLong>,
+    ) -> io::Result<()> {
+        self.check(icount)?;
         self.frame.clear();
         self.frame.extend_from_slice(&[0; 4]); // length, filled in below
         self.frame.extend_from_slice(&self.next_seq.to_le_bytes());
         self.frame.extend_from_slice(&icount.to_le_bytes());
-        self.frame.push(event.kind());
-        event
-            .encode_payload(&mut self.frame)
+        self.frame.push(kind);
+        encode(&mut self.frame)
             .map_err(|_| invalid("log entry byte string is longer than 4 GiB"))?;
         let payload_len = u32::try_from(self.frame.len() - (FRAME_OVERHEAD - 4))
             .ok()
@@ -105,7 +135,7 @@ impl<W: Write> LogWriter<W> {
         self.bytes_written += self.frame.len() as u64;
         self.next_seq += 1;
         self.last_icount = icount;
-        self.ended = matches!(event, Event::End { .. });
+        self.ended = kind == kind::END;
         Ok(())
     }
 

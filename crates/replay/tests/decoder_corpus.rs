@@ -8,7 +8,7 @@
 //! different log). `FUZZ_CORPUS_SCALE=N` multiplies the number of inputs.
 
 use ftvm_devices::virtio::{BackendCompletion, BackendRequest, BlockOp};
-use ftvm_replay::{decode_all, EndStatus, Event, Header, LogWriter, MAX_FRAME_LEN};
+use ftvm_replay::{decode_all, EndStatus, Event, Header, LogWriter, SubmitRecord, MAX_FRAME_LEN};
 
 /// xorshift64*: a small deterministic generator.
 struct XorShift(u64);
@@ -33,6 +33,14 @@ fn scale() -> usize {
         .unwrap_or(1)
 }
 
+/// The `Submit` entry the machine logs for `request` in `slot`.
+fn submit(slot: u8, request: BackendRequest) -> Event {
+    Event::Submit {
+        slot,
+        request: SubmitRecord::of(&request),
+    }
+}
+
 fn valid_log() -> Vec<u8> {
     let events = [
         (
@@ -51,46 +59,40 @@ fn valid_log() -> Vec<u8> {
         ),
         (
             300,
-            Event::Submit {
-                slot: 0,
-                request: BackendRequest::Block {
+            submit(
+                0,
+                BackendRequest::Block {
                     id: 1,
                     op: BlockOp::Write {
                         sector: 4,
                         data: vec![0xA5; 64],
                     },
                 },
-            },
+            ),
         ),
         (
             300,
-            Event::Submit {
-                slot: 0,
-                request: BackendRequest::Block {
+            submit(
+                0,
+                BackendRequest::Block {
                     id: 2,
                     op: BlockOp::Read {
                         sector: 4,
                         len: 512,
                     },
                 },
-            },
+            ),
         ),
         (
             310,
-            Event::Submit {
-                slot: 1,
-                request: BackendRequest::NetTx {
+            submit(
+                1,
+                BackendRequest::NetTx {
                     frame: vec![0xFF; 20],
                 },
-            },
+            ),
         ),
-        (
-            320,
-            Event::Submit {
-                slot: 2,
-                request: BackendRequest::Entropy { id: 3, len: 16 },
-            },
-        ),
+        (320, submit(2, BackendRequest::Entropy { id: 3, len: 16 })),
         (
             330,
             Event::Idle {
@@ -127,26 +129,26 @@ fn valid_log() -> Vec<u8> {
         ),
         (
             403,
-            Event::Submit {
-                slot: 0,
-                request: BackendRequest::Block {
+            submit(
+                0,
+                BackendRequest::Block {
                     id: 4,
                     op: BlockOp::Flush,
                 },
-            },
+            ),
         ),
         (
             404,
-            Event::Submit {
-                slot: 0,
-                request: BackendRequest::Block {
+            submit(
+                0,
+                BackendRequest::Block {
                     id: 5,
                     op: BlockOp::Discard {
                         sector: 8,
                         sectors: 8,
                     },
                 },
-            },
+            ),
         ),
         (500, Event::Digest { digest: [0x5A; 32] }),
         (600, Event::Idle { woke_at: None }),
