@@ -67,37 +67,12 @@ impl Digest {
     }
 }
 
-/// A 64-bit hash of bytes: four independent multiply-rotate lanes over
-/// little-endian words, then mixed. Not cryptographic; fast and stable.
+/// A 64-bit hash of bytes: XXH64, the log's hash (`ftvm_replay::hash_bytes`).
+/// Not cryptographic; fast and stable. Every input bit reaches every output
+/// bit (an earlier multiply-rotate hash here let a flip of a word's top bit
+/// in one 32-byte block cancel a flip in the next).
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    const K: [u64; 4] = [
-        0x9e37_79b9_7f4a_7c15,
-        0xc2b2_ae3d_27d4_eb4f,
-        0x1656_67b1_9e37_79f9,
-        0x27d4_eb2f_1656_67c5,
-    ];
-    let mut lanes = K;
-    let mut chunks = bytes.chunks_exact(32);
-    for chunk in &mut chunks {
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&chunk[i * 8..i * 8 + 8]);
-            *lane = (*lane ^ u64::from_le_bytes(w))
-                .wrapping_mul(K[(i + 1) & 3])
-                .rotate_left(31);
-        }
-    }
-    let mut h = bytes.len() as u64;
-    for (i, b) in chunks.remainder().iter().enumerate() {
-        h ^= u64::from(*b) << ((i & 7) * 8);
-        if i & 7 == 7 {
-            h = mix(h);
-        }
-    }
-    for lane in lanes {
-        h = mix(h ^ lane);
-    }
-    h
+    ftvm_replay::hash_bytes(bytes)
 }
 
 fn mix(mut x: u64) -> u64 {
