@@ -7,6 +7,10 @@
 //! going live and the workload going on; then prints the failover time
 //! (SIGKILL to the first console output of the new primary) and whether the
 //! numbered lines had a gap.
+//!
+//! With `--net` (root), the pair runs on a network of namespaces and a TCP
+//! client keeps one connection to a counter service in the guest across the
+//! failover (see [`crate::demo_net`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,11 @@ pub struct DemoArgs {
     /// Keep the demo's directory (consoles, arbiter file) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// Run the pair on a network of namespaces (hosts A and B, a client) with
+    /// the guest on a TAP device, and show a TCP client keeping one connection
+    /// to the guest across the failover. Needs root.
+    #[arg(long)]
+    net: bool,
 }
 
 /// The guest's workload: numbered lines, five a second.
@@ -52,10 +61,18 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &'static str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+fn spawn(
+    name: &'static str,
+    args: &[String],
+    log: &Path,
+    netns: Option<(&crate::demo_net::DemoNet, &str)>,
+) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe()?;
     let err = std::fs::File::create(log)?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = match netns {
+        Some((net, ns)) => net.command_in(ns, &exe),
+        None => Command::new(exe),
+    };
     // SAFETY: prctl in the child before exec, async-signal-safe; the pair
     // dies with the demo, whatever ends it.
     unsafe {
@@ -93,6 +110,11 @@ fn ticks(text: &str) -> Vec<u64> {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.net {
+        crate::demo_net::require_root()?;
+        crate::demo_net::tool("ip")?;
+        crate::demo_net::tool("bridge")?;
+    }
     ftvm_host::images::locate(&ftvm_host::images::default_cache_dir()).map_err(|e| {
         anyhow::anyhow!("{e}\nftvm demo boots the default guest: run `ftvm images fetch` first")
     })?;
@@ -108,8 +130,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
+    // Declared first, so dropped last: after the pair and the client.
+    let net = if args.net {
+        crate::demo_net::catch_signals();
+        println!(
+            "ftvm demo: building the network (namespaces for host A, host B, a LAN and a client)"
+        );
+        Some(crate::demo_net::DemoNet::new()?)
+    } else {
+        None
+    };
+    let addr = match net {
+        Some(_) => crate::demo_net::CHANNEL.to_string(),
+        None => format!("127.0.0.1:{}", free_port()?),
+    };
+    let guest_cmd = match net {
+        Some(_) => crate::demo_net::guest_cmd(WORKLOAD),
+        None => WORKLOAD.to_string(),
+    };
     let arbiter = format!("file={}", dir.join("arbiter").display());
     let p_console: PathBuf = dir.join("primary.console");
     let b_console: PathBuf = dir.join("backup.console");
@@ -123,36 +161,53 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             "--control".into(),
             dir.join(control).display().to_string(),
             "--guest-cmd".into(),
-            WORKLOAD.into(),
+            guest_cmd.clone(),
         ];
+        if net.is_some() {
+            a.extend(["--net".into(), crate::demo_net::GUEST_NET_ARG.into()]);
+        }
         match role {
             "primary" => a.extend(["--listen".into(), addr.clone()]),
             _ => a.extend(["--peer".into(), addr.clone()]),
         }
         a
     };
-    println!(
-        "ftvm demo: a fault-tolerant pair on this machine (files in {})",
-        dir.display()
-    );
+    match &net {
+        Some(n) => println!(
+            "ftvm demo: a fault-tolerant pair on host A (netns {}) and host B (netns {}), logging channel {addr} (files in {})",
+            n.host_a,
+            n.host_b,
+            dir.display()
+        ),
+        None => println!(
+            "ftvm demo: a fault-tolerant pair on this machine (files in {})",
+            dir.display()
+        ),
+    }
     let mut primary = spawn(
         "primary",
         &common("primary", &p_console, "primary.sock"),
         &dir.join("primary.log"),
+        net.as_ref().map(|n| (n, n.host_a.as_str())),
     )?;
     std::thread::sleep(Duration::from_millis(200));
     let mut backup = spawn(
         "backup",
         &common("backup", &b_console, "backup.sock"),
         &dir.join("backup.log"),
+        net.as_ref().map(|n| (n, n.host_b.as_str())),
     )?;
     println!("ftvm demo: primary (pid {}) and backup (pid {}) started; booting Debian on the primary, replayed by the backup...", primary.child.id(), backup.child.id());
 
     // The primary's console, until enough workload has run.
     let mut shown = 0usize;
     let mut first_tick: Option<Instant> = None;
+    let mut client: Option<crate::demo_net::Client> = None;
     let boot_guard = Instant::now() + Duration::from_secs(600);
     loop {
+        if crate::demo_net::interrupted() {
+            anyhow::bail!("interrupted");
+        }
         for p in [&mut primary, &mut backup] {
             if let Ok(Some(status)) = p.child.try_wait() {
                 anyhow::bail!(
@@ -167,7 +222,27 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             print_prefixed("primary", &text[shown..]);
             shown = text.len();
         }
-        if first_tick.is_none() && !ticks(&text).is_empty() {
+        if let Some(n) = &net {
+            if client.is_none() && text.contains(crate::demo_net::READY) {
+                println!(
+                    "ftvm demo: a client in netns {} connects to {}:{} and sends a numbered line every 50 ms on one connection; the guest answers the n-th line with n",
+                    n.client,
+                    crate::demo_net::GUEST_IP,
+                    crate::demo_net::SERVICE_PORT
+                );
+                client = Some(crate::demo_net::Client::start(&n.client));
+            }
+        }
+        // With --net, the workload counts once the client has its first reply.
+        let client_ready = match (&net, &client) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(c)) => match c.progress() {
+                Ok(replies) => replies > 0,
+                Err(e) => anyhow::bail!("the client failed before the failover: {e}"),
+            },
+        };
+        if first_tick.is_none() && client_ready && !ticks(&text).is_empty() {
             first_tick = Some(Instant::now());
         }
         if first_tick.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.kill_after)) {
@@ -197,6 +272,9 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     let mut first_output: Option<Duration> = None;
     let watch_end = Instant::now() + Duration::from_secs(args.watch) + Duration::from_secs(30);
     loop {
+        if crate::demo_net::interrupted() {
+            anyhow::bail!("interrupted");
+        }
         if let Ok(Some(status)) = backup.child.try_wait() {
             anyhow::bail!(
                 "the backup exited ({status}):\n{}",
@@ -223,6 +301,7 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         println!("ftvm demo: new primary's status:");
         print_prefixed("status", &s);
     }
+    let client_result = client.map(|c| c.finish(Some(killed)));
     backup.kill();
 
     let before = ticks(&primary_text);
@@ -254,7 +333,13 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             Some((a, b)) => format!("GAP between tick {a} and tick {b}"),
         }
     );
-    let ok = first_output.is_some() && gap.is_none() && first_after.is_some();
+    let mut ok = first_output.is_some() && gap.is_none() && first_after.is_some();
+    if net.is_some() {
+        let (client_ok, summary) =
+            client_result.unwrap_or((false, "client: FAILED: it never started".into()));
+        println!("{summary}");
+        ok &= client_ok;
+    }
     let _ = std::io::stdout().flush();
     Ok(if ok {
         ExitCode::SUCCESS

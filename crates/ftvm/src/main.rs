@@ -8,6 +8,7 @@
 mod cli;
 mod console;
 mod demo;
+mod demo_net;
 mod ft;
 mod live;
 mod record;
