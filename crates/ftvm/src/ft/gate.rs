@@ -8,11 +8,12 @@
 //! outputs and go at once (the block model never has a read in flight that
 //! overlaps a write in flight, so a read overtaking a held write is safe).
 
+use super::lock;
 use super::pipe::LogPipe;
 use crate::live::{Backends, OutputSink};
 use ftvm_devices::{BackendRequest, BlockOp};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Something held for the output rule.
 #[derive(Debug)]
@@ -40,10 +41,6 @@ pub struct OutputGate {
     console: Mutex<ConsoleOut>,
     /// Disk writes are outputs (the disk is shared with the backup).
     shared_disk: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl OutputGate {

@@ -7,17 +7,14 @@
 //! the TCP stream. [`Inbound`] is the backup's: a receiver thread puts whole
 //! frames into it as they arrive and the replayer reads them out.
 
+use super::lock;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Bytes of a log frame besides its payload (see `ftvm_replay`'s layout).
 pub const FRAME_OVERHEAD: usize = 25;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poison| poison.into_inner())
-}
 
 #[derive(Default)]
 struct PipeState {
