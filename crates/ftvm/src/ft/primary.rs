@@ -155,7 +155,7 @@ pub fn run(
     std::thread::Builder::new()
         .name("log-sender".into())
         .spawn(move || {
-            while let Some(chunk) = sender_pipe.take(Duration::from_millis(2)) {
+            while let Some(chunk) = sender_pipe.take(Duration::from_millis(10)) {
                 if out.write_all(&chunk).is_err() {
                     sender_shared.channel_lost();
                     return;
@@ -218,7 +218,7 @@ fn run_vcpu(
         }
         let step = replay::record_step(&mut machine, &mut recorder)?;
         // Console output forces a flush of the log (the gate does it);
-        // otherwise the sender sends at least every 2 ms.
+        // otherwise the sender sends at least every 10 ms (fewer wake-ups on both sides; outputs never wait for it).
         gate.console(machine.take_console_output());
         shared.executed(machine.icount(), machine.mtime());
         if let Some(e) = recorder.error() {
