@@ -66,7 +66,6 @@ pub struct BackupEnvironment {
     macs: Vec<(usize, [u8; 6])>,
     /// Console bytes to print at go-live.
     console_backlog: Vec<u8>,
-    went_live_at: Option<u64>,
 }
 
 impl BackupEnvironment {
@@ -79,7 +78,6 @@ impl BackupEnvironment {
 
     fn go_live(&mut self, icount: u64) {
         self.is_live = true;
-        self.went_live_at = Some(icount);
         self.live.discard_events();
         self.live.continue_time_from(self.mtime);
         let backends = self.live.backends().cloned();
@@ -232,13 +230,6 @@ impl Environment for BackupEnvironment {
                 BackendCompletion::NetRx { .. } => continue,
             };
             self.outstanding.remove(&(*slot, id));
-        }
-        if self.outstanding.len() > 4096 {
-            // Never grows without bound whatever the log says.
-            let first = self.outstanding.keys().next().copied();
-            if let Some(k) = first {
-                self.outstanding.remove(&k);
-            }
         }
         done
     }
@@ -410,7 +401,6 @@ pub fn run(
         own_disk: args.non_shared_disk,
         macs,
         console_backlog: Vec::new(),
-        went_live_at: None,
     };
     let quit = env.live.quit_flag();
     let mut machine = Machine::new(config, &mut env)?;

@@ -91,8 +91,6 @@ pub struct Shared {
     icount: AtomicU64,
     mtime: AtomicU64,
     hooks: Hooks,
-    /// When the peer was declared failed (ms since origin; 0 never).
-    suspected_at: AtomicU64,
     /// When an unreachable arbiter was last reported (ms since origin).
     arbiter_complained: AtomicU64,
     /// The run ended normally: the channel closing is not a failure.
@@ -246,10 +244,6 @@ impl Shared {
         if let Some(hook) = &self.hooks.channel_lost {
             hook(());
         }
-        if self.suspected_at.load(Ordering::SeqCst) == 0 {
-            self.suspected_at
-                .store(self.now_ms().max(1), Ordering::SeqCst);
-        }
         self.feed(Input::ChannelLost);
     }
 
@@ -388,13 +382,12 @@ fn shared(
         icount: AtomicU64::new(0),
         mtime: AtomicU64::new(0),
         hooks,
-        suspected_at: AtomicU64::new(0),
         arbiter_complained: AtomicU64::new(0),
         closing: AtomicBool::new(false),
     })
 }
 
-/// The console bytes of `machine` printed with a prefix-free writer.
+/// The protocol mode in words, for the operator.
 pub fn mode_name(mode: &ftvm_protocol::Mode) -> String {
     match mode {
         ftvm_protocol::Mode::Paired => "paired".into(),
