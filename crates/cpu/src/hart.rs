@@ -508,7 +508,7 @@ impl Hart {
             return Ok(());
         }
         // The slot index of the next instruction: the loop-carried value of
-        // straight-line code. It moves on as soon as the slot is read; the pc
+        // straight-line code. Each arm moves it past its instruction; the pc
         // is derived from it where needed.
         let vbase = vpn << 12;
         let mut at = base + ((pc & 0xfff) >> 1) as usize;
@@ -517,17 +517,11 @@ impl Hart {
                 vbase.wrapping_add((($at - base) as u64) << 1)
             };
         }
-        // The pc of the current instruction (slot `$s`).
-        macro_rules! pc {
-            ($s:expr) => {
-                pc_at!(at - usize::from($s.half))
-            };
-        }
-        // The state before the current instruction (traps, general paths).
-        macro_rules! sync {
-            ($s:expr) => {
+        // The state before the instruction at slot `$idx` (traps, general paths).
+        macro_rules! sync_at {
+            ($idx:expr) => {
                 self.icount = self.block_end - left;
-                self.pc = pc!($s);
+                self.pc = pc_at!($idx);
             };
         }
         // The state after the current instruction retired.
@@ -558,16 +552,236 @@ impl Hart {
                 }
             };
         }
-        macro_rules! trap {
-            ($s:expr, $e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(t) => {
-                        sync!($s);
-                        return Err(t);
-                    }
+        // The body of the loop for the instruction in slot `$idx`, `$h` 2-byte
+        // units long. Operands are read inside the arms that use them, so
+        // that few values are live across the dispatch and the slot index
+        // `at` stays in a register (it was spilled to the stack and reloaded
+        // for every instruction when all operands were read up front).
+        macro_rules! exec {
+            ($s:ident, $idx:ident, $h:expr) => {{
+                let s = $s;
+                // The pc of this instruction (`at` has moved past it).
+                macro_rules! pc {
+                    () => {
+                        pc_at!(at - $h)
+                    };
                 }
-            };
+                macro_rules! trap {
+                    ($e:expr) => {
+                        match $e {
+                            Ok(v) => v,
+                            Err(t) => {
+                                sync_at!($idx);
+                                return Err(t);
+                            }
+                        }
+                    };
+                }
+                macro_rules! a {
+                    () => {
+                        self.x[s.rs1()]
+                    };
+                }
+                macro_rules! b {
+                    () => {
+                        self.x[s.rs2()]
+                    };
+                }
+                let imm = i64::from(s.imm) as u64;
+                let v = match s.op {
+                    Op::PageEnd => {
+                        sync_at!($idx);
+                        return Ok(());
+                    }
+                    Op::Undecoded => {
+                        // Decode, then dispatch again (nothing retired).
+                        self.decode_into($idx, pc_at!($idx));
+                        continue;
+                    }
+                    Op::Slow => {
+                        sync_at!($idx);
+                        trap!(self.step_uncached(bus));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                    Op::System => {
+                        sync_at!($idx);
+                        trap!(self.exec_raw(bus, s));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                    Op::Raw => {
+                        at += $h;
+                        sync_at!(at - $h);
+                        trap!(self.exec_raw(bus, s));
+                        jump!(self.pc);
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Op::Nop => {
+                        at += $h;
+                        retire!();
+                        continue;
+                    }
+                    Op::J => {
+                        at += $h;
+                        jump!(pc!().wrapping_add(imm));
+                        continue;
+                    }
+                    Op::Jal => {
+                        at += $h;
+                        let pc = pc!();
+                        self.x[s.rd()] = pc.wrapping_add(2 * ($h as u64));
+                        jump!(pc.wrapping_add(imm));
+                        continue;
+                    }
+                    Op::Jr => {
+                        jump!(a!().wrapping_add(imm) & !1);
+                        continue;
+                    }
+                    Op::Jalr => {
+                        at += $h;
+                        let t = a!().wrapping_add(imm) & !1;
+                        self.x[s.rd()] = pc!().wrapping_add(2 * ($h as u64));
+                        jump!(t);
+                        continue;
+                    }
+                    Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
+                        at += $h;
+                        let (a, b) = (a!(), b!());
+                        let taken = match s.op {
+                            Op::Beq => a == b,
+                            Op::Bne => a != b,
+                            Op::Blt => (a as i64) < (b as i64),
+                            Op::Bge => (a as i64) >= (b as i64),
+                            Op::Bltu => a < b,
+                            _ => a >= b,
+                        };
+                        if taken {
+                            jump!(pc!().wrapping_add(imm));
+                        } else {
+                            retire!();
+                        }
+                        continue;
+                    }
+                    Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
+                        at += $h;
+                        let addr = a!().wrapping_add(imm);
+                        let v = match s.op {
+                            Op::Lb => trap!(self.load::<B, 1>(bus, addr)) as i8 as i64 as u64,
+                            Op::Lh => trap!(self.load::<B, 2>(bus, addr)) as i16 as i64 as u64,
+                            Op::Lw => trap!(self.load::<B, 4>(bus, addr)) as i32 as i64 as u64,
+                            Op::Ld => trap!(self.load::<B, 8>(bus, addr)),
+                            Op::Lbu => trap!(self.load::<B, 1>(bus, addr)),
+                            Op::Lhu => trap!(self.load::<B, 2>(bus, addr)),
+                            _ => trap!(self.load::<B, 4>(bus, addr)),
+                        };
+                        self.x[s.rd()] = v;
+                        retire!();
+                        // An MMIO load may change the interrupt lines.
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
+                        at += $h;
+                        let addr = a!().wrapping_add(imm);
+                        let v = b!();
+                        match s.op {
+                            Op::Sb => trap!(self.store::<B, 1>(bus, addr, v)),
+                            Op::Sh => trap!(self.store::<B, 2>(bus, addr, v)),
+                            Op::Sw => trap!(self.store::<B, 4>(bus, addr, v)),
+                            _ => trap!(self.store::<B, 8>(bus, addr, v)),
+                        }
+                        retire!();
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Op::Fld | Op::Fsd => {
+                        at += $h;
+                        if self.csr.mstatus & MSTATUS_FS == 0 {
+                            // The general path raises the exact illegal trap.
+                            sync_at!(at - $h);
+                            trap!(self.step_uncached(bus));
+                            self.icount += 1;
+                            return Ok(());
+                        }
+                        let addr = a!().wrapping_add(imm);
+                        if s.op == Op::Fld {
+                            let v = trap!(self.load::<B, 8>(bus, addr));
+                            self.fp.f[s.rd()] = v;
+                            self.set_fs_dirty();
+                        } else {
+                            let v = self.fp.f[s.rs2()];
+                            trap!(self.store::<B, 8>(bus, addr, v));
+                        }
+                        retire!();
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Op::Lui => imm,
+                    Op::Auipc => pc_at!(at).wrapping_add(imm),
+                    Op::Addi => a!().wrapping_add(imm),
+                    Op::Slti => u64::from((a!() as i64) < (imm as i64)),
+                    Op::Sltiu => u64::from(a!() < imm),
+                    Op::Xori => a!() ^ imm,
+                    Op::Ori => a!() | imm,
+                    Op::Andi => a!() & imm,
+                    Op::Slli => a!() << (imm & 63),
+                    Op::Srli => a!() >> (imm & 63),
+                    Op::Srai => ((a!() as i64) >> (imm & 63)) as u64,
+                    Op::Addiw => sext32(a!().wrapping_add(imm)),
+                    Op::Slliw => sext32(u64::from((a!() as u32) << (imm & 31))),
+                    Op::Srliw => sext32(u64::from((a!() as u32) >> (imm & 31))),
+                    Op::Sraiw => ((a!() as i32) >> (imm & 31)) as i64 as u64,
+                    Op::Add => a!().wrapping_add(b!()),
+                    Op::Sub => a!().wrapping_sub(b!()),
+                    Op::Sll => a!() << (b!() & 63),
+                    Op::Slt => u64::from((a!() as i64) < (b!() as i64)),
+                    Op::Sltu => u64::from(a!() < b!()),
+                    Op::Xor => a!() ^ b!(),
+                    Op::Srl => a!() >> (b!() & 63),
+                    Op::Sra => ((a!() as i64) >> (b!() & 63)) as u64,
+                    Op::Or => a!() | b!(),
+                    Op::And => a!() & b!(),
+                    Op::Mul => a!().wrapping_mul(b!()),
+                    Op::Mulh => ((i128::from(a!() as i64) * i128::from(b!() as i64)) >> 64) as u64,
+                    Op::Mulhsu => ((i128::from(a!() as i64) * (b!() as i128)) >> 64) as u64,
+                    Op::Mulhu => ((u128::from(a!()) * u128::from(b!())) >> 64) as u64,
+                    Op::Div => div(a!(), b!()),
+                    Op::Divu => a!().checked_div(b!()).unwrap_or(u64::MAX),
+                    Op::Rem => rem(a!(), b!()),
+                    Op::Remu => {
+                        let a = a!();
+                        a.checked_rem(b!()).unwrap_or(a)
+                    }
+                    Op::Addw => sext32(a!().wrapping_add(b!())),
+                    Op::Subw => sext32(a!().wrapping_sub(b!())),
+                    Op::Sllw => sext32(u64::from((a!() as u32) << (b!() & 31))),
+                    Op::Srlw => sext32(u64::from((a!() as u32) >> (b!() & 31))),
+                    Op::Sraw => ((a!() as i32) >> (b!() & 31)) as i64 as u64,
+                    Op::Mulw => sext32(u64::from((a!() as u32).wrapping_mul(b!() as u32))),
+                    Op::Divw => divw(a!(), b!()),
+                    Op::Divuw => divuw(a!(), b!()),
+                    Op::Remw => remw(a!(), b!()),
+                    Op::Remuw => remuw(a!(), b!()),
+                };
+                // Decoding guarantees rd != 0 for every operation that gets here.
+                self.x[s.rd()] = v;
+                at += $h;
+                retire!();
+            }};
         }
         loop {
             let idx = at;
@@ -575,181 +789,8 @@ impl Hart {
                 sync_next!();
                 return Ok(());
             };
-            at += usize::from(s.half);
-            let a = self.x[s.rs1()];
-            let b = self.x[s.rs2()];
-            let imm = i64::from(s.imm) as u64;
-            let rd = s.rd();
-            let v = match s.op {
-                Op::PageEnd => {
-                    sync!(s);
-                    return Ok(());
-                }
-                Op::Undecoded => {
-                    // Decode, then dispatch again (nothing retired).
-                    self.decode_into(idx, pc_at!(at));
-                    continue;
-                }
-                Op::Slow => {
-                    sync!(s);
-                    trap!(s, self.step_uncached(bus));
-                    self.icount += 1;
-                    return Ok(());
-                }
-                Op::System => {
-                    sync!(s);
-                    trap!(s, self.exec_raw(bus, s));
-                    self.icount += 1;
-                    return Ok(());
-                }
-                Op::Raw => {
-                    sync!(s);
-                    trap!(s, self.exec_raw(bus, s));
-                    jump!(self.pc);
-                    if self.block_exit {
-                        sync_next!();
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Op::Nop => {
-                    retire!();
-                    continue;
-                }
-                Op::Jal | Op::J | Op::Jalr | Op::Jr => {
-                    let pc = pc!(s);
-                    let t = match s.op {
-                        Op::Jal | Op::J => pc.wrapping_add(imm),
-                        _ => a.wrapping_add(imm) & !1,
-                    };
-                    if matches!(s.op, Op::Jal | Op::Jalr) {
-                        self.x[rd] = pc.wrapping_add(s.len());
-                    }
-                    jump!(t);
-                    continue;
-                }
-                Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
-                    let taken = match s.op {
-                        Op::Beq => a == b,
-                        Op::Bne => a != b,
-                        Op::Blt => (a as i64) < (b as i64),
-                        Op::Bge => (a as i64) >= (b as i64),
-                        Op::Bltu => a < b,
-                        _ => a >= b,
-                    };
-                    if taken {
-                        jump!(pc!(s).wrapping_add(imm));
-                    } else {
-                        retire!();
-                    }
-                    continue;
-                }
-                Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
-                    let addr = a.wrapping_add(imm);
-                    let v = match s.op {
-                        Op::Lb => trap!(s, self.load::<B, 1>(bus, addr)) as i8 as i64 as u64,
-                        Op::Lh => trap!(s, self.load::<B, 2>(bus, addr)) as i16 as i64 as u64,
-                        Op::Lw => trap!(s, self.load::<B, 4>(bus, addr)) as i32 as i64 as u64,
-                        Op::Ld => trap!(s, self.load::<B, 8>(bus, addr)),
-                        Op::Lbu => trap!(s, self.load::<B, 1>(bus, addr)),
-                        Op::Lhu => trap!(s, self.load::<B, 2>(bus, addr)),
-                        _ => trap!(s, self.load::<B, 4>(bus, addr)),
-                    };
-                    self.x[rd] = v;
-                    retire!();
-                    // An MMIO load may change the interrupt lines.
-                    if self.block_exit {
-                        sync_next!();
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
-                    let addr = a.wrapping_add(imm);
-                    match s.op {
-                        Op::Sb => trap!(s, self.store::<B, 1>(bus, addr, b)),
-                        Op::Sh => trap!(s, self.store::<B, 2>(bus, addr, b)),
-                        Op::Sw => trap!(s, self.store::<B, 4>(bus, addr, b)),
-                        _ => trap!(s, self.store::<B, 8>(bus, addr, b)),
-                    }
-                    retire!();
-                    if self.block_exit {
-                        sync_next!();
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Op::Fld | Op::Fsd => {
-                    if self.csr.mstatus & MSTATUS_FS == 0 {
-                        // The general path raises the exact illegal trap.
-                        sync!(s);
-                        trap!(s, self.step_uncached(bus));
-                        self.icount += 1;
-                        return Ok(());
-                    }
-                    let addr = a.wrapping_add(imm);
-                    if s.op == Op::Fld {
-                        let v = trap!(s, self.load::<B, 8>(bus, addr));
-                        self.fp.f[rd] = v;
-                        self.set_fs_dirty();
-                    } else {
-                        let v = self.fp.f[s.rs2()];
-                        trap!(s, self.store::<B, 8>(bus, addr, v));
-                    }
-                    retire!();
-                    if self.block_exit {
-                        sync_next!();
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Op::Lui => imm,
-                Op::Auipc => pc!(s).wrapping_add(imm),
-                Op::Addi => a.wrapping_add(imm),
-                Op::Slti => u64::from((a as i64) < (imm as i64)),
-                Op::Sltiu => u64::from(a < imm),
-                Op::Xori => a ^ imm,
-                Op::Ori => a | imm,
-                Op::Andi => a & imm,
-                Op::Slli => a << (imm & 63),
-                Op::Srli => a >> (imm & 63),
-                Op::Srai => ((a as i64) >> (imm & 63)) as u64,
-                Op::Addiw => sext32(a.wrapping_add(imm)),
-                Op::Slliw => sext32(u64::from((a as u32) << (imm & 31))),
-                Op::Srliw => sext32(u64::from((a as u32) >> (imm & 31))),
-                Op::Sraiw => ((a as i32) >> (imm & 31)) as i64 as u64,
-                Op::Add => a.wrapping_add(b),
-                Op::Sub => a.wrapping_sub(b),
-                Op::Sll => a << (b & 63),
-                Op::Slt => u64::from((a as i64) < (b as i64)),
-                Op::Sltu => u64::from(a < b),
-                Op::Xor => a ^ b,
-                Op::Srl => a >> (b & 63),
-                Op::Sra => ((a as i64) >> (b & 63)) as u64,
-                Op::Or => a | b,
-                Op::And => a & b,
-                Op::Mul => a.wrapping_mul(b),
-                Op::Mulh => ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64,
-                Op::Mulhsu => ((i128::from(a as i64) * (b as i128)) >> 64) as u64,
-                Op::Mulhu => ((u128::from(a) * u128::from(b)) >> 64) as u64,
-                Op::Div => div(a, b),
-                Op::Divu => a.checked_div(b).unwrap_or(u64::MAX),
-                Op::Rem => rem(a, b),
-                Op::Remu => a.checked_rem(b).unwrap_or(a),
-                Op::Addw => sext32(a.wrapping_add(b)),
-                Op::Subw => sext32(a.wrapping_sub(b)),
-                Op::Sllw => sext32(u64::from((a as u32) << (b & 31))),
-                Op::Srlw => sext32(u64::from((a as u32) >> (b & 31))),
-                Op::Sraw => ((a as i32) >> (b & 31)) as i64 as u64,
-                Op::Mulw => sext32(u64::from((a as u32).wrapping_mul(b as u32))),
-                Op::Divw => divw(a, b),
-                Op::Divuw => divuw(a, b),
-                Op::Remw => remw(a, b),
-                Op::Remuw => remuw(a, b),
-            };
-            // Decoding guarantees rd != 0 for every operation that gets here.
-            self.x[rd] = v;
-            retire!();
+            let h = usize::from(s.half);
+            exec!(s, idx, h);
         }
     }
 
