@@ -588,6 +588,47 @@ impl Hart {
                     };
                 }
                 let imm = i64::from(s.imm) as u64;
+                // Each branch, load and store has its own arm: one dispatch
+                // per instruction, no second one on the kind.
+                macro_rules! branch {
+                    ($taken:expr) => {{
+                        at += $h;
+                        if $taken(a!(), b!()) {
+                            jump!(pc!().wrapping_add(imm));
+                        } else {
+                            retire!();
+                        }
+                        continue;
+                    }};
+                }
+                macro_rules! load {
+                    ($n:literal, $extend:expr) => {{
+                        at += $h;
+                        let addr = a!().wrapping_add(imm);
+                        let v = trap!(self.load::<B, $n>(bus, addr));
+                        self.x[s.rd()] = $extend(v);
+                        retire!();
+                        // An MMIO load may change the interrupt lines.
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }};
+                }
+                macro_rules! store {
+                    ($n:literal) => {{
+                        at += $h;
+                        let addr = a!().wrapping_add(imm);
+                        trap!(self.store::<B, $n>(bus, addr, b!()));
+                        retire!();
+                        if self.block_exit {
+                            sync_next!();
+                            return Ok(());
+                        }
+                        continue;
+                    }};
+                }
                 let v = match s.op {
                     Op::PageEnd => {
                         sync_at!($idx);
@@ -649,62 +690,23 @@ impl Hart {
                         jump!(t);
                         continue;
                     }
-                    Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
-                        at += $h;
-                        let (a, b) = (a!(), b!());
-                        let taken = match s.op {
-                            Op::Beq => a == b,
-                            Op::Bne => a != b,
-                            Op::Blt => (a as i64) < (b as i64),
-                            Op::Bge => (a as i64) >= (b as i64),
-                            Op::Bltu => a < b,
-                            _ => a >= b,
-                        };
-                        if taken {
-                            jump!(pc!().wrapping_add(imm));
-                        } else {
-                            retire!();
-                        }
-                        continue;
-                    }
-                    Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
-                        at += $h;
-                        let addr = a!().wrapping_add(imm);
-                        let v = match s.op {
-                            Op::Lb => trap!(self.load::<B, 1>(bus, addr)) as i8 as i64 as u64,
-                            Op::Lh => trap!(self.load::<B, 2>(bus, addr)) as i16 as i64 as u64,
-                            Op::Lw => trap!(self.load::<B, 4>(bus, addr)) as i32 as i64 as u64,
-                            Op::Ld => trap!(self.load::<B, 8>(bus, addr)),
-                            Op::Lbu => trap!(self.load::<B, 1>(bus, addr)),
-                            Op::Lhu => trap!(self.load::<B, 2>(bus, addr)),
-                            _ => trap!(self.load::<B, 4>(bus, addr)),
-                        };
-                        self.x[s.rd()] = v;
-                        retire!();
-                        // An MMIO load may change the interrupt lines.
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
-                        at += $h;
-                        let addr = a!().wrapping_add(imm);
-                        let v = b!();
-                        match s.op {
-                            Op::Sb => trap!(self.store::<B, 1>(bus, addr, v)),
-                            Op::Sh => trap!(self.store::<B, 2>(bus, addr, v)),
-                            Op::Sw => trap!(self.store::<B, 4>(bus, addr, v)),
-                            _ => trap!(self.store::<B, 8>(bus, addr, v)),
-                        }
-                        retire!();
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }
+                    Op::Beq => branch!(|a: u64, b: u64| a == b),
+                    Op::Bne => branch!(|a: u64, b: u64| a != b),
+                    Op::Blt => branch!(|a: u64, b: u64| (a as i64) < (b as i64)),
+                    Op::Bge => branch!(|a: u64, b: u64| (a as i64) >= (b as i64)),
+                    Op::Bltu => branch!(|a: u64, b: u64| a < b),
+                    Op::Bgeu => branch!(|a: u64, b: u64| a >= b),
+                    Op::Lb => load!(1, |v: u64| v as i8 as i64 as u64),
+                    Op::Lh => load!(2, |v: u64| v as i16 as i64 as u64),
+                    Op::Lw => load!(4, |v: u64| v as i32 as i64 as u64),
+                    Op::Ld => load!(8, |v: u64| v),
+                    Op::Lbu => load!(1, |v: u64| v),
+                    Op::Lhu => load!(2, |v: u64| v),
+                    Op::Lwu => load!(4, |v: u64| v),
+                    Op::Sb => store!(1),
+                    Op::Sh => store!(2),
+                    Op::Sw => store!(4),
+                    Op::Sd => store!(8),
                     Op::Fld | Op::Fsd => {
                         at += $h;
                         if self.csr.mstatus & MSTATUS_FS == 0 {
