@@ -191,7 +191,12 @@ pub struct ReplayStats {
 /// A replaying environment: every answer comes from the log.
 pub struct Replayer<R: Read> {
     log: LogReader<R>,
+    /// The next entry, once read: `loaded` says whether `next` holds what
+    /// follows the last entry consumed. The log is read only when an answer
+    /// needs it, never ahead: an FT backup replaying a log as it arrives
+    /// runs the slice it has before waiting for the primary's next entry.
     next: Option<Entry>,
+    loaded: bool,
     error: Option<ReplayError>,
     stats: ReplayStats,
     /// The highest icount matched so far (see [`Recorder`]).
@@ -225,18 +230,22 @@ fn describe(entry: &Option<Entry>) -> String {
 impl<R: Read> Replayer<R> {
     /// Replays `log` (its header already read).
     pub fn new(log: LogReader<R>) -> Self {
-        let mut r = Replayer {
+        Replayer {
             log,
             next: None,
+            loaded: false,
             error: None,
             stats: ReplayStats::default(),
             last_icount: 0,
-        };
-        r.advance();
-        r
+        }
     }
 
-    fn advance(&mut self) {
+    /// Reads the next entry if it has not been read yet.
+    fn load(&mut self) {
+        if self.loaded {
+            return;
+        }
+        self.loaded = true;
         match self.log.next() {
             Ok(entry) => self.next = entry,
             Err(e) => {
@@ -248,9 +257,16 @@ impl<R: Read> Replayer<R> {
         }
     }
 
+    /// The next entry has been used: the one after it is read when needed.
+    fn consume(&mut self) {
+        self.next = None;
+        self.loaded = false;
+    }
+
     /// Takes the next entry if `accept` says it answers the current call.
     fn take<T>(&mut self, icount: u64, accept: impl Fn(&Event) -> Option<T>) -> Option<T> {
         let icount = icount.max(self.last_icount);
+        self.load();
         let entry = self.next.as_ref()?;
         if entry.icount != icount {
             return None;
@@ -258,7 +274,7 @@ impl<R: Read> Replayer<R> {
         let value = accept(&entry.event)?;
         self.last_icount = icount;
         self.stats.entries += 1;
-        self.advance();
+        self.consume();
         Some(value)
     }
 
@@ -320,6 +336,7 @@ impl<R: Read> Replayer<R> {
     /// entry (its data is not copied).
     fn take_completion(&mut self, icount: u64) -> Option<(usize, BackendCompletion)> {
         let icount = icount.max(self.last_icount);
+        self.load();
         match &self.next {
             Some(Entry {
                 icount: at,
@@ -337,7 +354,7 @@ impl<R: Read> Replayer<R> {
         };
         self.last_icount = icount;
         self.stats.entries += 1;
-        self.advance();
+        self.consume();
         Some((usize::from(slot), completion))
     }
 
@@ -392,14 +409,17 @@ impl<R: Read> Replayer<R> {
 
     /// True when every entry of the log has been consumed and nothing went
     /// wrong: the log ended cleanly after a complete frame (an FT backup
-    /// whose primary is gone goes live from exactly here).
-    pub fn exhausted(&self) -> bool {
+    /// whose primary is gone goes live from exactly here). Reads the next
+    /// entry to know, which on a stream waits until it comes or the stream ends.
+    pub fn exhausted(&mut self) -> bool {
+        self.load();
         self.next.is_none() && self.error.is_none()
     }
 
     /// True when the log holds the end of the run next (a recording that
     /// the user stopped, or one cut short, ends here).
-    pub fn at_end(&self) -> bool {
+    pub fn at_end(&mut self) -> bool {
+        self.load();
         matches!(
             self.next,
             Some(Entry {
@@ -410,7 +430,8 @@ impl<R: Read> Replayer<R> {
     }
 
     /// The recorded end status, if the log's next entry is the end.
-    pub fn recorded_end(&self) -> Option<EndStatus> {
+    pub fn recorded_end(&mut self) -> Option<EndStatus> {
+        self.load();
         match &self.next {
             Some(Entry {
                 event: Event::End { status },

@@ -25,7 +25,9 @@
 //! - **Execution lag** (primary): when the backup's executed guest time lags
 //!   the primary's by more than [`Config::lag_bound_ticks`], the primary's
 //!   vCPU is slowed ([`Effect::Throttle`]) until the lag is back under half
-//!   the bound.
+//!   the bound. The backup acknowledges on every receipt, and also each time
+//!   it has executed another tenth of the bound, so that a paused primary
+//!   (which writes no log) learns promptly that it may run again.
 
 pub mod wire;
 
@@ -218,6 +220,8 @@ pub struct Node {
     icount: u64,
     /// The peer's executed guest time (primary: the backup's).
     peer_mtime: u64,
+    /// Backup: the executed guest time its last acknowledgement carried.
+    acked_mtime: u64,
     throttled: bool,
     /// When the node last got any input: a gap means this side itself was
     /// not running (descheduled, stopped), and silence during it is not
@@ -245,6 +249,7 @@ impl Node {
             mtime: 0,
             icount: 0,
             peer_mtime: 0,
+            acked_mtime: 0,
             throttled: false,
             last_input_ms: now_ms,
         }
@@ -316,6 +321,7 @@ impl Node {
 
     fn ack(&mut self) -> Effect {
         self.acked = self.entries;
+        self.acked_mtime = self.mtime;
         Effect::Ack(Message::Ack {
             session: self.session,
             received: self.entries,
@@ -362,6 +368,15 @@ impl Node {
                 self.icount = self.icount.max(icount);
                 self.mtime = self.mtime.max(mtime);
                 self.check_lag(&mut out);
+                // A backup catching up reports its progress without waiting
+                // for more log: a throttled primary writes little, and waits
+                // for exactly this to run again.
+                if self.role == Role::Backup
+                    && self.mode == Mode::Paired
+                    && self.mtime >= self.acked_mtime + self.progress_step()
+                {
+                    out.push(self.ack());
+                }
             }
             Input::Arbiter(answer) => self.arbiter(now_ms, answer, &mut out),
         }
@@ -422,6 +437,12 @@ impl Node {
             self.released = upto;
             out.push(Effect::Release { upto });
         }
+    }
+
+    /// Backup: guest time executed after which it reports its progress
+    /// even if no log arrived (a tenth of the lag bound).
+    fn progress_step(&self) -> u64 {
+        (self.config.lag_bound_ticks / 10).max(1)
     }
 
     fn check_lag(&mut self, out: &mut Vec<Effect>) {

@@ -75,6 +75,36 @@ fn test_backup_acknowledges_each_receipt() {
 }
 
 #[test]
+fn test_backup_reports_progress_of_a_tenth_of_the_lag_bound_without_new_log() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+    b.handle(1, Input::LogReceived { entries: 7 });
+    let step = config().lag_bound_ticks / 10;
+
+    let short = b.handle(
+        2,
+        Input::Executed {
+            icount: 10,
+            mtime: step - 1,
+        },
+    );
+    let enough = b.handle(
+        3,
+        Input::Executed {
+            icount: 20,
+            mtime: step,
+        },
+    );
+
+    assert!(!short.iter().any(|e| matches!(e, Effect::Ack(_))));
+    assert!(enough.contains(&Effect::Ack(Message::Ack {
+        session: 1,
+        received: 7,
+        icount: 20,
+        mtime: step,
+    })));
+}
+
+#[test]
 fn test_silence_longer_than_the_timeout_leads_to_the_arbiter() {
     let mut b = Node::new(Role::Backup, 1, config(), 0);
 

@@ -13,7 +13,7 @@
 //! through each TAP.
 
 use super::pipe::{split_frames, Inbound};
-use super::{read_message, start_heartbeats, FtArgs, Hooks};
+use super::{read_message, start_heartbeats, FtArgs, Hooks, Shared};
 use crate::console::Console;
 use crate::live::{Backends, LiveEnvironment};
 use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
@@ -66,6 +66,8 @@ pub struct BackupEnvironment {
     macs: Vec<(usize, [u8; 6])>,
     /// Console bytes to print at go-live.
     console_backlog: Vec<u8>,
+    /// Where this side reports how far it has executed.
+    shared: Arc<Shared>,
 }
 
 impl BackupEnvironment {
@@ -150,6 +152,11 @@ impl Environment for BackupEnvironment {
         }
         let t = self.replayer.now(icount);
         self.mtime = self.mtime.max(t);
+        // The slice that starts here is the primary's last one if the
+        // backup has caught up: the replayer waits for the primary's next
+        // entry inside this step (to know that no input comes at this
+        // icount), so the position is reported now, not after the step.
+        self.shared.executed(icount, self.mtime);
         t
     }
 
@@ -349,6 +356,7 @@ pub fn run(
             Box::new(move || super::control::Counters {
                 log_bytes: inbound.bytes(),
                 held: (0, 0),
+                waited: inbound.waited(),
             })
         })?;
     }
@@ -401,6 +409,7 @@ pub fn run(
         own_disk: args.non_shared_disk,
         macs,
         console_backlog: Vec::new(),
+        shared: shared.clone(),
     };
     let quit = env.live.quit_flag();
     let mut machine = Machine::new(config, &mut env)?;

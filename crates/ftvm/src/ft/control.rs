@@ -1,6 +1,7 @@
 //! `ftvm status`: a Unix control socket on each side of the pair that
 //! answers every connection with the side's state as `key value` lines:
-//! role, mode, epoch, icount, lag, log bytes and bytes per second, outputs held.
+//! role, mode, epoch, icount, lag, log bytes and bytes per second, outputs held,
+//! time the vCPU waited for the peer.
 
 use super::Shared;
 use std::io::{Read, Write};
@@ -15,6 +16,9 @@ pub struct Counters {
     pub log_bytes: u64,
     /// Outputs held by the output rule, and their bytes.
     pub held: (usize, usize),
+    /// Time the vCPU waited for the peer: primary, slowed for a lagging
+    /// backup; backup, waiting for log to replay.
+    pub waited: Duration,
 }
 
 /// Serves `ftvm status` on `path` (replacing a stale socket file).
@@ -46,7 +50,7 @@ pub fn serve(
                 }
                 let s = shared.status();
                 let text = format!(
-                    "role {}\nmode {}\nepoch {}\nicount {}\nlag_ms {:.1}\nlog_entries {}\nacked {}\nreleased {}\nlog_bytes {}\nlog_bytes_per_s {:.0}\noutputs_held {}\noutputs_held_bytes {}\nthrottled {}\n",
+                    "role {}\nmode {}\nepoch {}\nicount {}\nlag_ms {:.1}\nlog_entries {}\nacked {}\nreleased {}\nlog_bytes {}\nlog_bytes_per_s {:.0}\noutputs_held {}\noutputs_held_bytes {}\nthrottled {}\nvcpu_waited_ms {}\n",
                     match (s.role, &s.mode) {
                         (ftvm_protocol::Role::Primary, _) => "primary",
                         (ftvm_protocol::Role::Backup, ftvm_protocol::Mode::Alone { .. }) => {
@@ -66,6 +70,7 @@ pub fn serve(
                     c.held.0,
                     c.held.1,
                     s.throttled,
+                    c.waited.as_millis(),
                 );
                 let _ = conn.write_all(text.as_bytes());
             }

@@ -87,6 +87,8 @@ pub struct Shared {
     live: AtomicU64,
     halted: Mutex<Option<String>>,
     throttled: AtomicBool,
+    /// Microseconds the primary's vCPU has waited for a lagging backup.
+    throttled_us: AtomicU64,
     /// This side's executed position, for heartbeats and lag.
     icount: AtomicU64,
     mtime: AtomicU64,
@@ -126,10 +128,22 @@ impl Shared {
         let effects = {
             let mut node = lock(&self.node);
             let now = self.now_ms();
-            let mut effects = Vec::new();
+            // This side's position as of now, not as of the heartbeat
+            // thread's last report: the backup's acknowledgements carry it,
+            // and the primary's lag check compares it with the backup's
+            // (stale positions on either side skew the lag by up to a
+            // heartbeat-thread period, which throttles the primary early or
+            // releases it late).
+            let mut effects = node.handle(
+                now,
+                Input::Executed {
+                    icount: self.icount.load(Ordering::Relaxed),
+                    mtime: self.mtime.load(Ordering::Relaxed),
+                },
+            );
             if let (Role::Primary, Some(entries)) = (node.role(), &self.hooks.entries) {
                 // Acknowledgements are checked against what was written.
-                effects = node.handle(now, Input::LogWritten { entries: entries() });
+                effects.extend(node.handle(now, Input::LogWritten { entries: entries() }));
             }
             let lost = input == Input::ChannelLost;
             let was_paired = *node.mode() == ftvm_protocol::Mode::Paired;
@@ -265,6 +279,17 @@ impl Shared {
         self.throttled.load(Ordering::Relaxed)
     }
 
+    /// Counts time the primary's vCPU waited for a lagging backup.
+    pub fn add_throttled(&self, waited: Duration) {
+        self.throttled_us
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Total time the primary's vCPU waited for a lagging backup.
+    pub fn throttled_total(&self) -> Duration {
+        Duration::from_micros(self.throttled_us.load(Ordering::Relaxed))
+    }
+
     /// Records how far this side has executed.
     pub fn executed(&self, icount: u64, mtime: u64) {
         self.icount.store(icount, Ordering::Relaxed);
@@ -317,10 +342,8 @@ fn start_heartbeats(shared: &Arc<Shared>) -> std::io::Result<()> {
                     }
                     _ => {}
                 }
-                shared.feed(Input::Executed {
-                    icount: shared.icount.load(Ordering::Relaxed),
-                    mtime: shared.mtime.load(Ordering::Relaxed),
-                });
+                // Ticks the timers; `feed` reports the executed position.
+                shared.feed(Input::Tick);
             }
         })?;
     Ok(())
@@ -379,6 +402,7 @@ fn shared(
         live: AtomicU64::new(0),
         halted: Mutex::new(None),
         throttled: AtomicBool::new(false),
+        throttled_us: AtomicU64::new(0),
         icount: AtomicU64::new(0),
         mtime: AtomicU64::new(0),
         hooks,

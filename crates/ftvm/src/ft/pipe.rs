@@ -169,6 +169,8 @@ struct InboundState {
     /// Whole frames received.
     entries: u64,
     bytes: u64,
+    /// Time the replayer waited for data.
+    waited: Duration,
     /// No more data will come: the reader returns end of stream once drained.
     ended: bool,
     /// Stop: the reader fails with this.
@@ -215,6 +217,12 @@ impl Inbound {
         lock(&self.state).bytes
     }
 
+    /// Total time the replayer waited for data (it had replayed everything
+    /// received).
+    pub fn waited(&self) -> Duration {
+        lock(&self.state).waited
+    }
+
     /// No more data will come (the backup goes live, or the log ended).
     pub fn end(&self) {
         let mut s = lock(&self.state);
@@ -257,10 +265,12 @@ impl Read for InboundReader {
             if s.ended {
                 return Ok(0);
             }
+            let started = std::time::Instant::now();
             s = inbound
                 .cond
                 .wait(s)
                 .unwrap_or_else(|poison| poison.into_inner());
+            s.waited += started.elapsed();
         }
     }
 }

@@ -141,9 +141,11 @@ pub fn run(
         super::control::serve(path, shared.clone(), {
             let pipe = pipe.clone();
             let gate = gate.clone();
+            let shared = shared.clone();
             Box::new(move || super::control::Counters {
                 log_bytes: pipe.bytes(),
                 held: gate.held(),
+                waited: shared.throttled_total(),
             })
         })?;
     }
@@ -180,7 +182,10 @@ pub fn run(
 
     let log = LogWriter::new(pipe.writer(), &Header::new(config_record))?;
     let quit = env.quit_flag();
-    let result = run_vcpu(config, &mut env, log, &shared, &gate, &pipe, &quit);
+    let max_pause = Duration::from_millis(args.max_lag_ms.max(1));
+    let result = run_vcpu(
+        config, &mut env, log, &shared, &gate, &pipe, &quit, max_pause,
+    );
     let console_restore = console.clone();
     super::lock(&console_restore).restore();
     env.shutdown();
@@ -196,6 +201,7 @@ fn run_vcpu(
     gate: &Arc<OutputGate>,
     pipe: &Arc<LogPipe>,
     quit: &std::rc::Rc<std::cell::Cell<bool>>,
+    max_pause: Duration,
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut recorder = Recorder::new(env, log);
     let mut machine = Machine::new(config, &mut recorder)?;
@@ -207,14 +213,24 @@ fn run_vcpu(
         if shared.live_epoch().is_some() {
             break None;
         }
-        // A backup lagging beyond the bound slows the vCPU: it waits, a
-        // millisecond at a time, until the lag is back under half the bound
-        // (at most 20 ms per slice, so that it still makes progress).
-        for _ in 0..20 {
-            if !shared.throttled() || shared.live_epoch().is_some() {
-                break;
+        // A backup lagging beyond the bound pauses the vCPU until the lag is
+        // back under half the bound. The guest runs no slice meanwhile, so
+        // its executed time stands while the backup's advances: the lag
+        // shrinks as the backup catches up, which reports its progress as
+        // it goes. (A slice now and then would read a clock that ran on
+        // through the pause and add that to the lag: the pause would last
+        // until the backup had replayed everything before it.) Still, the
+        // guest runs a slice at least once per bound if the backup stays
+        // behind.
+        if shared.throttled() {
+            let started = Instant::now();
+            while shared.throttled()
+                && shared.live_epoch().is_none()
+                && started.elapsed() < max_pause
+            {
+                std::thread::sleep(Duration::from_millis(1));
             }
-            std::thread::sleep(Duration::from_millis(1));
+            shared.add_throttled(started.elapsed());
         }
         let step = replay::record_step(&mut machine, &mut recorder)?;
         // Console output forces a flush of the log (the gate does it);
