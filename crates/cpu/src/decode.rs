@@ -108,6 +108,9 @@ pub(crate) enum Op {
     Remuw,
     Fld,
     Fsd,
+    /// OP-FP and the fused multiply-adds: `imm` holds the instruction for
+    /// [`crate::fp::execute`].
+    Fp,
 }
 
 /// One decoded instruction in 8 bytes; for [`Op::Raw`] and [`Op::System`],
@@ -316,6 +319,7 @@ pub(crate) fn decode(i: u32, compressed: bool) -> Slot {
         0x07 if f3 == 3 => (Op::Fld, imm_i(i)),
         0x27 if f3 == 3 => (Op::Fsd, imm_s(i)),
         0x73 => raw(Op::System),
+        0x43 | 0x47 | 0x4b | 0x4f | 0x53 => raw(Op::Fp),
         _ => raw(Op::Raw),
     };
     Slot::new(op, rd, rs1, rs2, if compressed { 2 } else { 4 }, imm)

@@ -732,6 +732,25 @@ impl Hart {
                         }
                         continue;
                     }
+                    Op::Fp => {
+                        if self.csr.mstatus & MSTATUS_FS == 0 {
+                            // The general path raises the exact illegal trap.
+                            sync_at!($idx);
+                            trap!(self.step_uncached(bus));
+                            self.icount += 1;
+                            return Ok(());
+                        }
+                        let inst = s.imm as u32;
+                        if fp::execute(&mut self.fp, &mut self.x, inst).is_err() {
+                            sync_at!($idx);
+                            return Err(illegal(inst));
+                        }
+                        self.x[0] = 0;
+                        self.set_fs_dirty();
+                        at += $h;
+                        retire!();
+                        continue;
+                    }
                     Op::Lui => imm,
                     Op::Auipc => pc_at!(at).wrapping_add(imm),
                     Op::Addi => a!().wrapping_add(imm),
