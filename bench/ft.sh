@@ -21,7 +21,7 @@
 #                 SIGKILL (default 3); TICK_MS period of the guest's lines (default 10)
 #   WORKLOADS     default "cpu disk net failover"
 #   FT_ARGS       extra flags for both sides of the pair (default none: the defaults,
-#                 heartbeat 50 ms, timeout 250 ms, max lag 100 ms, 8M log buffer)
+#                 heartbeat 50 ms, timeout 400 ms, max lag 100 ms, 8M log buffer)
 #   SAMPLE_S      status sampling period (default 0.5)
 #   CMDLINE       kernel command line (default "console=ttyS0 quiet cryptomgr.notests=1")
 #   RUN_TIMEOUT   seconds per boot before it is killed (default 600)
