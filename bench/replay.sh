@@ -4,8 +4,7 @@
 # workload needs root (ip netns, ip tuntap); without root it is skipped.
 #
 # Environment (all optional):
-#   FTVM          ftvm binary; default <repo>/target-rr/release/ftvm if built, else
-#                 <repo>/target/release/ftvm
+#   FTVM          ftvm binary; default <repo>/target/release/ftvm
 #   BUILD=1       build it first (cargo build --release -p ftvm)
 #   N             alternating plain/recorded runs of the CPU workload (default 3)
 #   LOOP          iterations of the guest's shell busy loop (default 300000)
@@ -21,10 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-if [[ -z "${FTVM:-}" ]]; then
-    if [[ -x "$repo/target-rr/release/ftvm" ]]; then FTVM=$repo/target-rr/release/ftvm
-    else FTVM=$repo/target/release/ftvm; fi
-fi
+FTVM=${FTVM:-$repo/target/release/ftvm}
 if [[ "${BUILD:-0}" == 1 ]]; then
     (cd "$repo" && cargo build --release -p ftvm)
 fi

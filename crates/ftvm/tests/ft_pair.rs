@@ -544,6 +544,27 @@ fn test_pair_paused_together_stays_paired() {
         ps.contains("mode paired") && bs.contains("mode paired"),
         "primary:\n{ps}\nbackup:\n{bs}"
     );
+    // Every numeric field of `ftvm status` is there and parses, on both sides.
+    for (side, text) in [("primary", &ps), ("backup", &bs)] {
+        for key in [
+            "epoch",
+            "icount",
+            "lag_ms",
+            "log_entries",
+            "log_bytes",
+            "log_bytes_per_s",
+            "outputs_held",
+            "vcpu_waited_ms",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')));
+            assert!(
+                value.is_some_and(|v| v.parse::<f64>().is_ok()),
+                "{side} status lacks a numeric `{key}`:\n{text}"
+            );
+        }
+    }
     eprintln!("after 3 pauses of {pause:?}: primary status:\n{ps}");
 }
 
