@@ -552,258 +552,6 @@ impl Hart {
                 }
             };
         }
-        // The body of the loop for the instruction in slot `$idx`, `$h` 2-byte
-        // units long. Operands are read inside the arms that use them, so
-        // that few values are live across the dispatch and the slot index
-        // `at` stays in a register (it was spilled to the stack and reloaded
-        // for every instruction when all operands were read up front).
-        macro_rules! exec {
-            ($s:ident, $idx:ident, $h:expr) => {{
-                let s = $s;
-                // The pc of this instruction (`at` has moved past it).
-                macro_rules! pc {
-                    () => {
-                        pc_at!(at - $h)
-                    };
-                }
-                macro_rules! trap {
-                    ($e:expr) => {
-                        match $e {
-                            Ok(v) => v,
-                            Err(t) => {
-                                sync_at!($idx);
-                                return Err(t);
-                            }
-                        }
-                    };
-                }
-                macro_rules! a {
-                    () => {
-                        self.x[s.rs1()]
-                    };
-                }
-                macro_rules! b {
-                    () => {
-                        self.x[s.rs2()]
-                    };
-                }
-                let imm = i64::from(s.imm) as u64;
-                // Each branch, load and store has its own arm: one dispatch
-                // per instruction, no second one on the kind.
-                macro_rules! branch {
-                    ($taken:expr) => {{
-                        at += $h;
-                        if $taken(a!(), b!()) {
-                            jump!(pc!().wrapping_add(imm));
-                        } else {
-                            retire!();
-                        }
-                        continue;
-                    }};
-                }
-                macro_rules! load {
-                    ($n:literal, $extend:expr) => {{
-                        at += $h;
-                        let addr = a!().wrapping_add(imm);
-                        let v = trap!(self.load::<B, $n>(bus, addr));
-                        self.x[s.rd()] = $extend(v);
-                        retire!();
-                        // An MMIO load may change the interrupt lines.
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }};
-                }
-                macro_rules! store {
-                    ($n:literal) => {{
-                        at += $h;
-                        let addr = a!().wrapping_add(imm);
-                        trap!(self.store::<B, $n>(bus, addr, b!()));
-                        retire!();
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }};
-                }
-                let v = match s.op {
-                    Op::PageEnd => {
-                        sync_at!($idx);
-                        return Ok(());
-                    }
-                    Op::Undecoded => {
-                        // Decode, then dispatch again (nothing retired).
-                        self.decode_into($idx, pc_at!($idx));
-                        continue;
-                    }
-                    Op::Slow => {
-                        sync_at!($idx);
-                        trap!(self.step_uncached(bus));
-                        self.icount += 1;
-                        return Ok(());
-                    }
-                    Op::System => {
-                        sync_at!($idx);
-                        trap!(self.exec_raw(bus, s));
-                        self.icount += 1;
-                        return Ok(());
-                    }
-                    Op::Raw => {
-                        at += $h;
-                        sync_at!(at - $h);
-                        trap!(self.exec_raw(bus, s));
-                        jump!(self.pc);
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    Op::Nop => {
-                        at += $h;
-                        retire!();
-                        continue;
-                    }
-                    Op::J => {
-                        at += $h;
-                        jump!(pc!().wrapping_add(imm));
-                        continue;
-                    }
-                    Op::Jal => {
-                        at += $h;
-                        let pc = pc!();
-                        self.x[s.rd()] = pc.wrapping_add(2 * ($h as u64));
-                        jump!(pc.wrapping_add(imm));
-                        continue;
-                    }
-                    Op::Jr => {
-                        jump!(a!().wrapping_add(imm) & !1);
-                        continue;
-                    }
-                    Op::Jalr => {
-                        at += $h;
-                        let t = a!().wrapping_add(imm) & !1;
-                        self.x[s.rd()] = pc!().wrapping_add(2 * ($h as u64));
-                        jump!(t);
-                        continue;
-                    }
-                    Op::Beq => branch!(|a: u64, b: u64| a == b),
-                    Op::Bne => branch!(|a: u64, b: u64| a != b),
-                    Op::Blt => branch!(|a: u64, b: u64| (a as i64) < (b as i64)),
-                    Op::Bge => branch!(|a: u64, b: u64| (a as i64) >= (b as i64)),
-                    Op::Bltu => branch!(|a: u64, b: u64| a < b),
-                    Op::Bgeu => branch!(|a: u64, b: u64| a >= b),
-                    Op::Lb => load!(1, |v: u64| v as i8 as i64 as u64),
-                    Op::Lh => load!(2, |v: u64| v as i16 as i64 as u64),
-                    Op::Lw => load!(4, |v: u64| v as i32 as i64 as u64),
-                    Op::Ld => load!(8, |v: u64| v),
-                    Op::Lbu => load!(1, |v: u64| v),
-                    Op::Lhu => load!(2, |v: u64| v),
-                    Op::Lwu => load!(4, |v: u64| v),
-                    Op::Sb => store!(1),
-                    Op::Sh => store!(2),
-                    Op::Sw => store!(4),
-                    Op::Sd => store!(8),
-                    Op::Fld | Op::Fsd => {
-                        at += $h;
-                        if self.csr.mstatus & MSTATUS_FS == 0 {
-                            // The general path raises the exact illegal trap.
-                            sync_at!(at - $h);
-                            trap!(self.step_uncached(bus));
-                            self.icount += 1;
-                            return Ok(());
-                        }
-                        let addr = a!().wrapping_add(imm);
-                        if s.op == Op::Fld {
-                            let v = trap!(self.load::<B, 8>(bus, addr));
-                            self.fp.f[s.rd()] = v;
-                            self.set_fs_dirty();
-                        } else {
-                            let v = self.fp.f[s.rs2()];
-                            trap!(self.store::<B, 8>(bus, addr, v));
-                        }
-                        retire!();
-                        if self.block_exit {
-                            sync_next!();
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    Op::Fp => {
-                        if self.csr.mstatus & MSTATUS_FS == 0 {
-                            // The general path raises the exact illegal trap.
-                            sync_at!($idx);
-                            trap!(self.step_uncached(bus));
-                            self.icount += 1;
-                            return Ok(());
-                        }
-                        let inst = s.imm as u32;
-                        if fp::execute(&mut self.fp, &mut self.x, inst).is_err() {
-                            sync_at!($idx);
-                            return Err(illegal(inst));
-                        }
-                        self.x[0] = 0;
-                        self.set_fs_dirty();
-                        at += $h;
-                        retire!();
-                        continue;
-                    }
-                    Op::Lui => imm,
-                    Op::Auipc => pc_at!(at).wrapping_add(imm),
-                    Op::Addi => a!().wrapping_add(imm),
-                    Op::Slti => u64::from((a!() as i64) < (imm as i64)),
-                    Op::Sltiu => u64::from(a!() < imm),
-                    Op::Xori => a!() ^ imm,
-                    Op::Ori => a!() | imm,
-                    Op::Andi => a!() & imm,
-                    Op::Slli => a!() << (imm & 63),
-                    Op::Srli => a!() >> (imm & 63),
-                    Op::Srai => ((a!() as i64) >> (imm & 63)) as u64,
-                    Op::Addiw => sext32(a!().wrapping_add(imm)),
-                    Op::Slliw => sext32(u64::from((a!() as u32) << (imm & 31))),
-                    Op::Srliw => sext32(u64::from((a!() as u32) >> (imm & 31))),
-                    Op::Sraiw => ((a!() as i32) >> (imm & 31)) as i64 as u64,
-                    Op::Add => a!().wrapping_add(b!()),
-                    Op::Sub => a!().wrapping_sub(b!()),
-                    Op::Sll => a!() << (b!() & 63),
-                    Op::Slt => u64::from((a!() as i64) < (b!() as i64)),
-                    Op::Sltu => u64::from(a!() < b!()),
-                    Op::Xor => a!() ^ b!(),
-                    Op::Srl => a!() >> (b!() & 63),
-                    Op::Sra => ((a!() as i64) >> (b!() & 63)) as u64,
-                    Op::Or => a!() | b!(),
-                    Op::And => a!() & b!(),
-                    Op::Mul => a!().wrapping_mul(b!()),
-                    Op::Mulh => ((i128::from(a!() as i64) * i128::from(b!() as i64)) >> 64) as u64,
-                    Op::Mulhsu => ((i128::from(a!() as i64) * (b!() as i128)) >> 64) as u64,
-                    Op::Mulhu => ((u128::from(a!()) * u128::from(b!())) >> 64) as u64,
-                    Op::Div => div(a!(), b!()),
-                    Op::Divu => a!().checked_div(b!()).unwrap_or(u64::MAX),
-                    Op::Rem => rem(a!(), b!()),
-                    Op::Remu => {
-                        let a = a!();
-                        a.checked_rem(b!()).unwrap_or(a)
-                    }
-                    Op::Addw => sext32(a!().wrapping_add(b!())),
-                    Op::Subw => sext32(a!().wrapping_sub(b!())),
-                    Op::Sllw => sext32(u64::from((a!() as u32) << (b!() & 31))),
-                    Op::Srlw => sext32(u64::from((a!() as u32) >> (b!() & 31))),
-                    Op::Sraw => ((a!() as i32) >> (b!() & 31)) as i64 as u64,
-                    Op::Mulw => sext32(u64::from((a!() as u32).wrapping_mul(b!() as u32))),
-                    Op::Divw => divw(a!(), b!()),
-                    Op::Divuw => divuw(a!(), b!()),
-                    Op::Remw => remw(a!(), b!()),
-                    Op::Remuw => remuw(a!(), b!()),
-                };
-                // Decoding guarantees rd != 0 for every operation that gets here.
-                self.x[s.rd()] = v;
-                at += $h;
-                retire!();
-            }};
-        }
         loop {
             let idx = at;
             let Some(&s) = self.mem.code.slots.get(idx) else {
@@ -811,7 +559,253 @@ impl Hart {
                 return Ok(());
             };
             let h = usize::from(s.half);
-            exec!(s, idx, h);
+            // Operands are read inside the arms that use them, so that few
+            // values are live across the dispatch and the slot index `at`
+            // stays in a register (it was spilled to the stack and reloaded
+            // for every instruction when all operands were read up front).
+
+            // The pc of this instruction (`at` has moved past it).
+            macro_rules! pc {
+                () => {
+                    pc_at!(at - h)
+                };
+            }
+            macro_rules! trap {
+                ($e:expr) => {
+                    match $e {
+                        Ok(v) => v,
+                        Err(t) => {
+                            sync_at!(idx);
+                            return Err(t);
+                        }
+                    }
+                };
+            }
+            macro_rules! a {
+                () => {
+                    self.x[s.rs1()]
+                };
+            }
+            macro_rules! b {
+                () => {
+                    self.x[s.rs2()]
+                };
+            }
+            let imm = i64::from(s.imm) as u64;
+            // Each branch, load and store has its own arm: one dispatch
+            // per instruction, no second one on the kind.
+            macro_rules! branch {
+                ($taken:expr) => {{
+                    at += h;
+                    if $taken(a!(), b!()) {
+                        jump!(pc!().wrapping_add(imm));
+                    } else {
+                        retire!();
+                    }
+                    continue;
+                }};
+            }
+            macro_rules! load {
+                ($n:literal, $extend:expr) => {{
+                    at += h;
+                    let addr = a!().wrapping_add(imm);
+                    let v = trap!(self.load::<B, $n>(bus, addr));
+                    self.x[s.rd()] = $extend(v);
+                    retire!();
+                    // An MMIO load may change the interrupt lines.
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }};
+            }
+            macro_rules! store {
+                ($n:literal) => {{
+                    at += h;
+                    let addr = a!().wrapping_add(imm);
+                    trap!(self.store::<B, $n>(bus, addr, b!()));
+                    retire!();
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }};
+            }
+            let v = match s.op {
+                Op::PageEnd => {
+                    sync_at!(idx);
+                    return Ok(());
+                }
+                Op::Undecoded => {
+                    // Decode, then dispatch again (nothing retired).
+                    self.decode_into(idx, pc_at!(idx));
+                    continue;
+                }
+                Op::Slow => {
+                    sync_at!(idx);
+                    trap!(self.step_uncached(bus));
+                    self.icount += 1;
+                    return Ok(());
+                }
+                Op::System => {
+                    sync_at!(idx);
+                    trap!(self.exec_raw(bus, s));
+                    self.icount += 1;
+                    return Ok(());
+                }
+                Op::Raw => {
+                    at += h;
+                    sync_at!(at - h);
+                    trap!(self.exec_raw(bus, s));
+                    jump!(self.pc);
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Nop => {
+                    at += h;
+                    retire!();
+                    continue;
+                }
+                Op::J => {
+                    at += h;
+                    jump!(pc!().wrapping_add(imm));
+                    continue;
+                }
+                Op::Jal => {
+                    at += h;
+                    let pc = pc!();
+                    self.x[s.rd()] = pc.wrapping_add(2 * (h as u64));
+                    jump!(pc.wrapping_add(imm));
+                    continue;
+                }
+                Op::Jr => {
+                    jump!(a!().wrapping_add(imm) & !1);
+                    continue;
+                }
+                Op::Jalr => {
+                    at += h;
+                    let t = a!().wrapping_add(imm) & !1;
+                    self.x[s.rd()] = pc!().wrapping_add(2 * (h as u64));
+                    jump!(t);
+                    continue;
+                }
+                Op::Beq => branch!(|a: u64, b: u64| a == b),
+                Op::Bne => branch!(|a: u64, b: u64| a != b),
+                Op::Blt => branch!(|a: u64, b: u64| (a as i64) < (b as i64)),
+                Op::Bge => branch!(|a: u64, b: u64| (a as i64) >= (b as i64)),
+                Op::Bltu => branch!(|a: u64, b: u64| a < b),
+                Op::Bgeu => branch!(|a: u64, b: u64| a >= b),
+                Op::Lb => load!(1, |v: u64| v as i8 as i64 as u64),
+                Op::Lh => load!(2, |v: u64| v as i16 as i64 as u64),
+                Op::Lw => load!(4, |v: u64| v as i32 as i64 as u64),
+                Op::Ld => load!(8, |v: u64| v),
+                Op::Lbu => load!(1, |v: u64| v),
+                Op::Lhu => load!(2, |v: u64| v),
+                Op::Lwu => load!(4, |v: u64| v),
+                Op::Sb => store!(1),
+                Op::Sh => store!(2),
+                Op::Sw => store!(4),
+                Op::Sd => store!(8),
+                Op::Fld | Op::Fsd => {
+                    at += h;
+                    if self.csr.mstatus & MSTATUS_FS == 0 {
+                        // The general path raises the exact illegal trap.
+                        sync_at!(at - h);
+                        trap!(self.step_uncached(bus));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                    let addr = a!().wrapping_add(imm);
+                    if s.op == Op::Fld {
+                        let v = trap!(self.load::<B, 8>(bus, addr));
+                        self.fp.f[s.rd()] = v;
+                        self.set_fs_dirty();
+                    } else {
+                        let v = self.fp.f[s.rs2()];
+                        trap!(self.store::<B, 8>(bus, addr, v));
+                    }
+                    retire!();
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Op::Fp => {
+                    if self.csr.mstatus & MSTATUS_FS == 0 {
+                        // The general path raises the exact illegal trap.
+                        sync_at!(idx);
+                        trap!(self.step_uncached(bus));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                    let inst = s.imm as u32;
+                    if fp::execute(&mut self.fp, &mut self.x, inst).is_err() {
+                        sync_at!(idx);
+                        return Err(illegal(inst));
+                    }
+                    self.x[0] = 0;
+                    self.set_fs_dirty();
+                    at += h;
+                    retire!();
+                    continue;
+                }
+                Op::Lui => imm,
+                Op::Auipc => pc_at!(at).wrapping_add(imm),
+                Op::Addi => a!().wrapping_add(imm),
+                Op::Slti => u64::from((a!() as i64) < (imm as i64)),
+                Op::Sltiu => u64::from(a!() < imm),
+                Op::Xori => a!() ^ imm,
+                Op::Ori => a!() | imm,
+                Op::Andi => a!() & imm,
+                Op::Slli => a!() << (imm & 63),
+                Op::Srli => a!() >> (imm & 63),
+                Op::Srai => ((a!() as i64) >> (imm & 63)) as u64,
+                Op::Addiw => sext32(a!().wrapping_add(imm)),
+                Op::Slliw => sext32(u64::from((a!() as u32) << (imm & 31))),
+                Op::Srliw => sext32(u64::from((a!() as u32) >> (imm & 31))),
+                Op::Sraiw => ((a!() as i32) >> (imm & 31)) as i64 as u64,
+                Op::Add => a!().wrapping_add(b!()),
+                Op::Sub => a!().wrapping_sub(b!()),
+                Op::Sll => a!() << (b!() & 63),
+                Op::Slt => u64::from((a!() as i64) < (b!() as i64)),
+                Op::Sltu => u64::from(a!() < b!()),
+                Op::Xor => a!() ^ b!(),
+                Op::Srl => a!() >> (b!() & 63),
+                Op::Sra => ((a!() as i64) >> (b!() & 63)) as u64,
+                Op::Or => a!() | b!(),
+                Op::And => a!() & b!(),
+                Op::Mul => a!().wrapping_mul(b!()),
+                Op::Mulh => ((i128::from(a!() as i64) * i128::from(b!() as i64)) >> 64) as u64,
+                Op::Mulhsu => ((i128::from(a!() as i64) * (b!() as i128)) >> 64) as u64,
+                Op::Mulhu => ((u128::from(a!()) * u128::from(b!())) >> 64) as u64,
+                Op::Div => div(a!(), b!()),
+                Op::Divu => a!().checked_div(b!()).unwrap_or(u64::MAX),
+                Op::Rem => rem(a!(), b!()),
+                Op::Remu => {
+                    let a = a!();
+                    a.checked_rem(b!()).unwrap_or(a)
+                }
+                Op::Addw => sext32(a!().wrapping_add(b!())),
+                Op::Subw => sext32(a!().wrapping_sub(b!())),
+                Op::Sllw => sext32(u64::from((a!() as u32) << (b!() & 31))),
+                Op::Srlw => sext32(u64::from((a!() as u32) >> (b!() & 31))),
+                Op::Sraw => ((a!() as i32) >> (b!() & 31)) as i64 as u64,
+                Op::Mulw => sext32(u64::from((a!() as u32).wrapping_mul(b!() as u32))),
+                Op::Divw => divw(a!(), b!()),
+                Op::Divuw => divuw(a!(), b!()),
+                Op::Remw => remw(a!(), b!()),
+                Op::Remuw => remuw(a!(), b!()),
+            };
+            // Decoding guarantees rd != 0 for every operation that gets here.
+            self.x[s.rd()] = v;
+            at += h;
+            retire!();
         }
     }
 
