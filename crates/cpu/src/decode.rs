@@ -111,6 +111,48 @@ pub(crate) enum Op {
     /// OP-FP and the fused multiply-adds: `imm` holds the instruction for
     /// [`crate::fp::execute`].
     Fp,
+    // Fused pairs and triples (see [`fuse`]). The slot keeps the first
+    // instruction's registers and immediate; `half` is the length of the whole
+    // sequence and [`Slot::first_half`] that of the first instruction. The
+    // later instructions keep their own slots, which the fused op reads.
+    /// `slli rd, rs, 32; srli rd, rd, 32`: zero-extends a word.
+    ZextW,
+    /// `ZextW` then an `add` (RV64's unsigned-index idiom); `imm` is the add's
+    /// slot offset from this one.
+    ZextWAdd,
+    /// `slli; add`: scaled-index address arithmetic.
+    SlliAdd,
+    /// An ALU operation, then a conditional branch (a loop's step and test).
+    AddiBeq,
+    AddiBne,
+    AddiBlt,
+    AddiBge,
+    AddiBltu,
+    AddiBgeu,
+    AddiwBeq,
+    AddiwBne,
+    AddiwBlt,
+    AddiwBge,
+    AddiwBltu,
+    AddiwBgeu,
+    AddBeq,
+    AddBne,
+    AddBlt,
+    AddBge,
+    AddBltu,
+    AddBgeu,
+    AddwBeq,
+    AddwBne,
+    AddwBlt,
+    AddwBge,
+    AddwBltu,
+    AddwBgeu,
+    SlliBeq,
+    SlliBne,
+    SlliBlt,
+    SlliBge,
+    SlliBltu,
+    SlliBgeu,
 }
 
 /// One decoded instruction in 8 bytes; for [`Op::Raw`] and [`Op::System`],
@@ -159,10 +201,56 @@ impl Slot {
         usize::from((self.regs >> 10) & 31)
     }
 
-    /// The instruction length in bytes.
+    /// The instruction length in bytes (of the whole sequence for a fused
+    /// slot).
     #[inline(always)]
     pub(crate) fn len(self) -> u64 {
         u64::from(self.half) * 2
+    }
+
+    /// For a fused slot: the length of its first instruction in 2-byte units,
+    /// i.e. the slot offset of the second instruction.
+    #[inline(always)]
+    pub(crate) fn first_half(self) -> usize {
+        1 + usize::from(self.regs >> 15)
+    }
+
+    /// Whether this slot is a fused sequence.
+    #[inline(always)]
+    pub(crate) fn is_fused(self) -> bool {
+        self.op as u8 >= Op::ZextW as u8
+    }
+
+    /// The length of this slot's own instruction in 2-byte units (the first
+    /// one of a fused sequence).
+    fn own_half(self) -> u8 {
+        if self.is_fused() {
+            self.first_half() as u8
+        } else {
+            self.half
+        }
+    }
+
+    /// The operation of this slot's own instruction: a fused slot's first
+    /// one (only those that are fused as a later instruction are named).
+    fn plain_op(self) -> Op {
+        match self.op {
+            Op::AddBeq | Op::AddBne | Op::AddBlt | Op::AddBge | Op::AddBltu | Op::AddBgeu => {
+                Op::Add
+            }
+            _ if self.is_fused() => Op::Undecoded,
+            op => op,
+        }
+    }
+
+    /// This slot made into the fused `op` covering `half` 2-byte units.
+    fn fused(self, op: Op, half: u8) -> Slot {
+        Slot {
+            op,
+            half,
+            regs: (self.regs & 0x7fff) | u16::from(self.half == 2) << 15,
+            imm: self.imm,
+        }
     }
 
     /// A slot executed the general way.
@@ -324,6 +412,102 @@ pub(crate) fn decode(i: u32, compressed: bool) -> Slot {
     };
     Slot::new(op, rd, rs1, rs2, if compressed { 2 } else { 4 }, imm)
 }
+
+/// Macro-op fusion: the slot that executes `first` and the instruction after
+/// it, `second`, in one dispatch, or `None` if the pair is not one of the
+/// fused kinds. Only instructions that cannot trap are fused, so a fused slot
+/// either retires all of its instructions or (when the instruction budget
+/// ends inside it) runs its first one alone the general way.
+pub(crate) fn fuse(first: Slot, second: Slot) -> Option<Slot> {
+    let half = first.half + second.own_half();
+    let op = match (first.op, second.plain_op()) {
+        (Op::Slli, Op::Srli)
+            if first.imm == 32
+                && second.imm == 32
+                && second.rd() == first.rd()
+                && second.rs1() == first.rd() =>
+        {
+            Op::ZextW
+        }
+        (Op::Slli, Op::Add) => Op::SlliAdd,
+        (alu, branch) => {
+            let row = match alu {
+                Op::Addi => 0,
+                Op::Addiw => 1,
+                Op::Add => 2,
+                Op::Addw => 3,
+                Op::Slli => 4,
+                _ => return None,
+            };
+            let col = match branch {
+                Op::Beq => 0,
+                Op::Bne => 1,
+                Op::Blt => 2,
+                Op::Bge => 3,
+                Op::Bltu => 4,
+                Op::Bgeu => 5,
+                _ => return None,
+            };
+            ALU_BRANCH[row][col]
+        }
+    };
+    Some(first.fused(op, half))
+}
+
+/// A `ZextW` slot extended by the `add` after it (`third`).
+pub(crate) fn fuse_zext_add(zext: Slot, third: Slot) -> Option<Slot> {
+    if zext.op != Op::ZextW || third.plain_op() != Op::Add {
+        return None;
+    }
+    let mut s = zext;
+    s.op = Op::ZextWAdd;
+    s.imm = i32::from(zext.half);
+    s.half = zext.half + third.own_half();
+    Some(s)
+}
+
+const ALU_BRANCH: [[Op; 6]; 5] = [
+    [
+        Op::AddiBeq,
+        Op::AddiBne,
+        Op::AddiBlt,
+        Op::AddiBge,
+        Op::AddiBltu,
+        Op::AddiBgeu,
+    ],
+    [
+        Op::AddiwBeq,
+        Op::AddiwBne,
+        Op::AddiwBlt,
+        Op::AddiwBge,
+        Op::AddiwBltu,
+        Op::AddiwBgeu,
+    ],
+    [
+        Op::AddBeq,
+        Op::AddBne,
+        Op::AddBlt,
+        Op::AddBge,
+        Op::AddBltu,
+        Op::AddBgeu,
+    ],
+    [
+        Op::AddwBeq,
+        Op::AddwBne,
+        Op::AddwBlt,
+        Op::AddwBge,
+        Op::AddwBltu,
+        Op::AddwBgeu,
+    ],
+    [
+        Op::SlliBeq,
+        Op::SlliBne,
+        Op::SlliBlt,
+        Op::SlliBge,
+        Op::SlliBltu,
+        Op::SlliBgeu,
+    ],
+];
 
 /// Integer computations whose destination is x0 have no effect.
 fn nop_if_x0(r: (Op, i32), rd: u8) -> (Op, i32) {

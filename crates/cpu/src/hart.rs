@@ -633,6 +633,50 @@ impl Hart {
                     continue;
                 }};
             }
+            // A fused slot whose instructions do not all fit in the budget
+            // runs its first one alone, the general way, and ends the block.
+            macro_rules! budget {
+                ($n:literal) => {
+                    if left < $n {
+                        sync_at!(idx);
+                        trap!(self.step_uncached(bus));
+                        self.icount += 1;
+                        return Ok(());
+                    }
+                };
+            }
+            // The slot `$off` positions after this fused one (a later
+            // instruction of the sequence, decoded with it).
+            macro_rules! second {
+                ($off:expr) => {
+                    match self.mem.code.slots.get(idx + $off) {
+                        Some(&s2) => s2,
+                        None => {
+                            sync_at!(idx);
+                            trap!(self.step_uncached(bus));
+                            self.icount += 1;
+                            return Ok(());
+                        }
+                    }
+                };
+            }
+            // A fused ALU operation and conditional branch.
+            macro_rules! alu_branch {
+                ($v:expr, $taken:expr) => {{
+                    budget!(2);
+                    self.x[s.rd()] = $v;
+                    let off = s.first_half();
+                    let br = second!(off);
+                    at += h;
+                    left -= 1;
+                    if $taken(self.x[br.rs1()], self.x[br.rs2()]) {
+                        jump!(pc_at!(idx + off).wrapping_add(i64::from(br.imm) as u64));
+                    } else {
+                        retire!();
+                    }
+                    continue;
+                }};
+            }
             let v = match s.op {
                 Op::PageEnd => {
                     sync_at!(idx);
@@ -755,6 +799,95 @@ impl Hart {
                     retire!();
                     continue;
                 }
+                Op::ZextW => {
+                    budget!(2);
+                    self.x[s.rd()] = u64::from(a!() as u32);
+                    at += h;
+                    left -= 1;
+                    retire!();
+                    continue;
+                }
+                Op::ZextWAdd => {
+                    budget!(3);
+                    self.x[s.rd()] = u64::from(a!() as u32);
+                    let s3 = second!(s.imm as usize);
+                    self.x[s3.rd()] = self.x[s3.rs1()].wrapping_add(self.x[s3.rs2()]);
+                    at += h;
+                    left -= 2;
+                    retire!();
+                    continue;
+                }
+                Op::SlliAdd => {
+                    budget!(2);
+                    self.x[s.rd()] = a!() << (imm & 63);
+                    let s2 = second!(s.first_half());
+                    self.x[s2.rd()] = self.x[s2.rs1()].wrapping_add(self.x[s2.rs2()]);
+                    at += h;
+                    left -= 1;
+                    retire!();
+                    continue;
+                }
+                Op::AddiBeq => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a == b),
+                Op::AddiBne => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a != b),
+                Op::AddiBlt => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| (a as i64)
+                    < (b as i64)),
+                Op::AddiBge => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| (a as i64)
+                    >= (b as i64)),
+                Op::AddiBltu => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a < b),
+                Op::AddiBgeu => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a >= b),
+                Op::AddiwBeq => {
+                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a == b)
+                }
+                Op::AddiwBne => {
+                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a != b)
+                }
+                Op::AddiwBlt => alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| (a
+                    as i64)
+                    < (b as i64)),
+                Op::AddiwBge => alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| (a
+                    as i64)
+                    >= (b as i64)),
+                Op::AddiwBltu => {
+                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a < b)
+                }
+                Op::AddiwBgeu => {
+                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a >= b)
+                }
+                Op::AddBeq => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a == b),
+                Op::AddBne => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a != b),
+                Op::AddBlt => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| (a as i64)
+                    < (b as i64)),
+                Op::AddBge => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| (a as i64)
+                    >= (b as i64)),
+                Op::AddBltu => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a < b),
+                Op::AddBgeu => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a >= b),
+                Op::AddwBeq => {
+                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a == b)
+                }
+                Op::AddwBne => {
+                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a != b)
+                }
+                Op::AddwBlt => alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| (a
+                    as i64)
+                    < (b as i64)),
+                Op::AddwBge => alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| (a
+                    as i64)
+                    >= (b as i64)),
+                Op::AddwBltu => {
+                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a < b)
+                }
+                Op::AddwBgeu => {
+                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a >= b)
+                }
+                Op::SlliBeq => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a == b),
+                Op::SlliBne => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a != b),
+                Op::SlliBlt => {
+                    alu_branch!(a!() << (imm & 63), |a: u64, b: u64| (a as i64) < (b as i64))
+                }
+                Op::SlliBge => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| (a as i64)
+                    >= (b as i64)),
+                Op::SlliBltu => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a < b),
+                Op::SlliBgeu => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a >= b),
                 Op::Lui => imm,
                 Op::Auipc => pc_at!(at).wrapping_add(imm),
                 Op::Addi => a!().wrapping_add(imm),
@@ -822,9 +955,65 @@ impl Hart {
     fn decode_into(&mut self, idx: usize, pc: u64) {
         let page = self.block_page;
         let s = self.decode_at(page << 12, pc);
+        let s = self.fuse_at(page, idx, pc, s);
         self.mem
             .code
             .store_slot(page, idx, (pc & 0xfff) as usize, s);
+    }
+
+    /// The fused slot for `s` (at slot `idx`, address `pc`) and the
+    /// instructions after it in the same page, or `s` if they do not fuse
+    /// ([`decode::fuse`]). The later instructions are decoded into their own
+    /// slots, which the fused slot's execution reads.
+    fn fuse_at(&mut self, page: usize, idx: usize, pc: u64, s: Slot) -> Slot {
+        if !matches!(s.op, Op::Slli | Op::Addi | Op::Addiw | Op::Add | Op::Addw) {
+            return s;
+        }
+        let idx2 = idx + usize::from(s.half);
+        let pc2 = pc.wrapping_add(s.len());
+        let Some(s2) = self.peek_slot(page, idx2, pc2) else {
+            return s;
+        };
+        let Some(f) = decode::fuse(s, s2) else {
+            return s;
+        };
+        self.keep_slot(page, idx2, pc2, s2);
+        if f.op == Op::ZextW {
+            let idx3 = idx2 + usize::from(s2.half);
+            let pc3 = pc2.wrapping_add(s2.len());
+            if let Some(s3) = self.peek_slot(page, idx3, pc3) {
+                if let Some(f3) = decode::fuse_zext_add(f, s3) {
+                    self.keep_slot(page, idx3, pc3, s3);
+                    return f3;
+                }
+            }
+        }
+        f
+    }
+
+    /// The slot at `idx` (address `pc`) as decoded, or as it would be
+    /// decoded (not stored: it may become a fused slot of its own when it is
+    /// executed first); `None` if `pc`, the address just after an
+    /// instruction of `page`, is in the next page.
+    fn peek_slot(&self, page: usize, idx: usize, pc: u64) -> Option<Slot> {
+        if pc & 0xfff == 0 {
+            return None;
+        }
+        let cur = *self.mem.code.slots.get(idx)?;
+        if cur.op != Op::Undecoded {
+            return Some(cur);
+        }
+        Some(self.decode_at(page << 12, pc))
+    }
+
+    /// Stores `s`, a later instruction of a fused sequence, in its own slot
+    /// unless it is decoded already: the fused slot reads it there.
+    fn keep_slot(&mut self, page: usize, idx: usize, pc: u64, s: Slot) {
+        if self.mem.code.slots.get(idx).map(|c| c.op) == Some(Op::Undecoded) {
+            self.mem
+                .code
+                .store_slot(page, idx, (pc & 0xfff) as usize, s);
+        }
     }
 
     /// Decodes the instruction at `pc` in the RAM page at offset `page_off`.

@@ -995,3 +995,138 @@ fn test_dirty_pages_report_stores_made_after_the_previous_report() {
         "{first:?} {quiet:?} {again:?}"
     );
 }
+
+// ---- fused instruction sequences ----
+
+/// A program of mixed 4-byte words and 2-byte compressed instructions.
+fn mixed(parts: &[(u32, bool)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(w, compressed) in parts {
+        if compressed {
+            out.extend_from_slice(&(w as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn srli(rd: u32, rs1: u32, sh: i32) -> u32 {
+    i(0x13, 5, rd, rs1, sh)
+}
+fn addw(rd: u32, rs1: u32, rs2: u32) -> u32 {
+    r(0x3b, 0, 0, rd, rs1, rs2)
+}
+
+/// Every fused kind (zero-extension, zero-extension + add, shift + add, each
+/// ALU operation + branch, taken and not, 4-byte and compressed forms).
+fn fusion_program() -> Vec<u8> {
+    let w = |x: u32| (x, false);
+    let c = |x: u32| (x, true);
+    mixed(&[
+        w(slli(4, 1, 32)),
+        w(srli(4, 4, 32)),
+        w(slli(5, 1, 32)),
+        w(srli(5, 5, 32)),
+        w(add(6, 5, 2)),
+        w(slli(7, 2, 3)),
+        w(add(7, 7, 1)),
+        w(slli(8, 2, 2)),
+        w(add(9, 1, 8)),
+        // loop: x10 counts to x2 (5)
+        w(addi(10, 10, 1)),
+        w(b(1, 10, 2, -4)),
+        w(addiw(11, 3, 0)),
+        w(b(4, 11, 0, 8)),
+        w(addi(12, 0, 7)),
+        w(add(13, 1, 2)),
+        w(b(7, 13, 1, 8)),
+        w(addi(14, 0, 7)),
+        w(addw(15, 1, 2)),
+        w(b(0, 15, 0, 8)),
+        w(slli(16, 2, 60)),
+        w(b(6, 16, 2, 8)),
+        w(addi(17, 0, 1)),
+        // c.slli x14,32 ; c.srli x14,32 ; c.add x14,x23 ; c.slli x14,32 ; c.srli x14,32
+        c(0x1702),
+        c(0x9301),
+        c(0x975e),
+        c(0x1702),
+        c(0x9301),
+        w(addi(18, 0, 3)),
+        w(addi(0, 0, 0)),
+    ])
+}
+
+fn fusion_hart() -> Hart {
+    let mut h = hart(&[]);
+    h.memory_mut()
+        .write_bytes(RAM, &fusion_program())
+        .expect("in RAM");
+    h.set_x(1, 0x1234_5678_9abc_def0);
+    h.set_x(2, 5);
+    h.set_x(3, -3i64 as u64);
+    h.set_x(23, 0x1_0000_0001);
+    h
+}
+
+fn arch_state(h: &Hart) -> (Vec<u64>, u64, u64) {
+    ((0..32).map(|r| h.x(r)).collect(), h.pc(), h.icount())
+}
+
+#[test]
+fn test_fused_sequences_match_one_instruction_at_a_time_at_every_budget() {
+    // One instruction per run never executes a fused slot whole (its first
+    // instruction runs alone); a run of k executes them whole wherever they
+    // fit, and must end in the same state for every k.
+    let total = 35;
+    let mut single = fusion_hart();
+    for k in 1..=total {
+        assert_eq!(run(&mut single, 1), Exit::BudgetExhausted);
+        let mut whole = fusion_hart();
+        run(&mut whole, k);
+        assert_eq!(
+            arch_state(&whole),
+            arch_state(&single),
+            "after {k} instructions"
+        );
+    }
+    let (x, pc, _) = arch_state(&single);
+    assert_eq!(x[4], 0x9abc_def0);
+    assert_eq!(x[6], 0x9abc_def5);
+    assert_eq!(x[7], 40 + 0x1234_5678_9abc_def0);
+    assert_eq!(x[9], 20 + 0x1234_5678_9abc_def0);
+    assert_eq!(x[10], 5);
+    assert_eq!((x[11], x[12]), (-3i64 as u64, 0));
+    assert_eq!((x[13], x[14]), (0x1234_5678_9abc_def5, 1));
+    assert_eq!(
+        (x[15], x[16], x[17], x[18]),
+        (0xffff_ffff_9abc_def5, 5 << 60, 1, 3)
+    );
+    assert_eq!(pc, RAM + fusion_program().len() as u64);
+}
+
+#[test]
+fn test_store_over_the_second_instruction_of_a_fused_pair_is_seen() {
+    // The pair `addi x1,x1,1 ; beq x0,x0,+8` straddles a 64-byte line
+    // (offsets 60 and 64). The second pass runs after a store replaced the
+    // branch (in the second line only) by one that is never taken.
+    let nop = addi(0, 0, 0);
+    let mut prog = vec![nop; 15];
+    prog.extend_from_slice(&[
+        addi(1, 1, 1),  // 60
+        b(0, 0, 0, 8),  // 64: beq x0,x0,+8 -> 72
+        addi(3, 0, 99), // 68
+        b(1, 4, 0, 16), // 72: bne x4,x0,+16 -> 88
+        sw(10, 11, 64), // 76
+        addi(4, 0, 1),  // 80
+        jal(0, -24),    // 84 -> 60
+        nop,            // 88
+    ]);
+    let mut h = hart(&prog);
+    h.set_pc(RAM + 60);
+    h.set_x(10, RAM);
+    h.set_x(11, u64::from(b(1, 0, 0, 8)));
+    assert_eq!(run(&mut h, 10), Exit::BudgetExhausted);
+    assert_eq!((h.x(1), h.x(3), h.pc()), (2, 99, RAM + 88));
+}
