@@ -122,37 +122,13 @@ pub(crate) enum Op {
     ZextWAdd,
     /// `slli; add`: scaled-index address arithmetic.
     SlliAdd,
-    /// An ALU operation, then a conditional branch (a loop's step and test).
-    AddiBeq,
-    AddiBne,
-    AddiBlt,
-    AddiBge,
-    AddiBltu,
-    AddiBgeu,
-    AddiwBeq,
-    AddiwBne,
-    AddiwBlt,
-    AddiwBge,
-    AddiwBltu,
-    AddiwBgeu,
-    AddBeq,
-    AddBne,
-    AddBlt,
-    AddBge,
-    AddBltu,
-    AddBgeu,
-    AddwBeq,
-    AddwBne,
-    AddwBlt,
-    AddwBge,
-    AddwBltu,
-    AddwBgeu,
-    SlliBeq,
-    SlliBne,
-    SlliBlt,
-    SlliBge,
-    SlliBltu,
-    SlliBgeu,
+    /// An ALU operation, then a conditional branch (a loop's step and
+    /// test); the branch's kind is the later slot's operation.
+    AddiB,
+    AddiwB,
+    AddB,
+    AddwB,
+    SlliB,
 }
 
 /// One decoded instruction in 8 bytes; for [`Op::Raw`] and [`Op::System`],
@@ -235,9 +211,7 @@ impl Slot {
     /// one (only those that are fused as a later instruction are named).
     fn plain_op(self) -> Op {
         match self.op {
-            Op::AddBeq | Op::AddBne | Op::AddBlt | Op::AddBge | Op::AddBltu | Op::AddBgeu => {
-                Op::Add
-            }
+            Op::AddB => Op::Add,
             _ if self.is_fused() => Op::Undecoded,
             op => op,
         }
@@ -430,28 +404,30 @@ pub(crate) fn fuse(first: Slot, second: Slot) -> Option<Slot> {
             Op::ZextW
         }
         (Op::Slli, Op::Add) => Op::SlliAdd,
-        (alu, branch) => {
-            let row = match alu {
-                Op::Addi => 0,
-                Op::Addiw => 1,
-                Op::Add => 2,
-                Op::Addw => 3,
-                Op::Slli => 4,
-                _ => return None,
-            };
-            let col = match branch {
-                Op::Beq => 0,
-                Op::Bne => 1,
-                Op::Blt => 2,
-                Op::Bge => 3,
-                Op::Bltu => 4,
-                Op::Bgeu => 5,
-                _ => return None,
-            };
-            ALU_BRANCH[row][col]
-        }
+        (alu, Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu) => match alu {
+            Op::Addi => Op::AddiB,
+            Op::Addiw => Op::AddiwB,
+            Op::Add => Op::AddB,
+            Op::Addw => Op::AddwB,
+            Op::Slli => Op::SlliB,
+            _ => return None,
+        },
+        _ => return None,
     };
     Some(first.fused(op, half))
+}
+
+/// Whether a conditional branch of operation `op` (`Beq`..`Bgeu`) with
+/// operands `a` and `b` is taken, without a jump on the kind: fused slots
+/// use it so that their few arms serve every branch kind.
+#[inline(always)]
+pub(crate) fn branch_taken(op: Op, a: u64, b: u64) -> bool {
+    let kind = (op as u8).wrapping_sub(Op::Beq as u8);
+    let eq = u8::from(a == b);
+    let lt = u8::from((a as i64) < (b as i64));
+    let ltu = u8::from(a < b);
+    let results = eq | lt << 1 | ltu << 2;
+    (results >> (kind >> 1)) & 1 != kind & 1
 }
 
 /// A `ZextW` slot extended by the `add` after it (`third`).
@@ -465,49 +441,6 @@ pub(crate) fn fuse_zext_add(zext: Slot, third: Slot) -> Option<Slot> {
     s.half = zext.half + third.own_half();
     Some(s)
 }
-
-const ALU_BRANCH: [[Op; 6]; 5] = [
-    [
-        Op::AddiBeq,
-        Op::AddiBne,
-        Op::AddiBlt,
-        Op::AddiBge,
-        Op::AddiBltu,
-        Op::AddiBgeu,
-    ],
-    [
-        Op::AddiwBeq,
-        Op::AddiwBne,
-        Op::AddiwBlt,
-        Op::AddiwBge,
-        Op::AddiwBltu,
-        Op::AddiwBgeu,
-    ],
-    [
-        Op::AddBeq,
-        Op::AddBne,
-        Op::AddBlt,
-        Op::AddBge,
-        Op::AddBltu,
-        Op::AddBgeu,
-    ],
-    [
-        Op::AddwBeq,
-        Op::AddwBne,
-        Op::AddwBlt,
-        Op::AddwBge,
-        Op::AddwBltu,
-        Op::AddwBgeu,
-    ],
-    [
-        Op::SlliBeq,
-        Op::SlliBne,
-        Op::SlliBlt,
-        Op::SlliBge,
-        Op::SlliBltu,
-        Op::SlliBgeu,
-    ],
-];
 
 /// Integer computations whose destination is x0 have no effect.
 fn nop_if_x0(r: (Op, i32), rd: u8) -> (Op, i32) {
@@ -643,5 +576,30 @@ impl CodeCache {
         let fresh = !self.live[page];
         self.live[page] = true;
         Some(((m - 1) * STRIDE, fresh))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_branch_taken_matches_each_branch_kind() {
+        let values = [0u64, 1, 2, u64::MAX, 1 << 63, (1 << 63) - 1];
+        for a in values {
+            for b in values {
+                let want = [
+                    (Op::Beq, a == b),
+                    (Op::Bne, a != b),
+                    (Op::Blt, (a as i64) < (b as i64)),
+                    (Op::Bge, (a as i64) >= (b as i64)),
+                    (Op::Bltu, a < b),
+                    (Op::Bgeu, a >= b),
+                ];
+                for (op, taken) in want {
+                    assert_eq!(branch_taken(op, a, b), taken, "{op:?} {a:#x} {b:#x}");
+                }
+            }
+        }
     }
 }

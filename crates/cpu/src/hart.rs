@@ -552,7 +552,9 @@ impl Hart {
                 }
             };
         }
-        loop {
+        // Instructions that run the general way alone (and end the block)
+        // leave the loop with their slot index.
+        let general = loop {
             let idx = at;
             let Some(&s) = self.mem.code.slots.get(idx) else {
                 sync_next!();
@@ -638,10 +640,7 @@ impl Hart {
             macro_rules! budget {
                 ($n:literal) => {
                     if left < $n {
-                        sync_at!(idx);
-                        trap!(self.step_uncached(bus));
-                        self.icount += 1;
-                        return Ok(());
+                        break idx;
                     }
                 };
             }
@@ -651,25 +650,20 @@ impl Hart {
                 ($off:expr) => {
                     match self.mem.code.slots.get(idx + $off) {
                         Some(&s2) => s2,
-                        None => {
-                            sync_at!(idx);
-                            trap!(self.step_uncached(bus));
-                            self.icount += 1;
-                            return Ok(());
-                        }
+                        None => break idx,
                     }
                 };
             }
             // A fused ALU operation and conditional branch.
             macro_rules! alu_branch {
-                ($v:expr, $taken:expr) => {{
+                ($v:expr) => {{
                     budget!(2);
                     self.x[s.rd()] = $v;
                     let off = s.first_half();
                     let br = second!(off);
                     at += h;
                     left -= 1;
-                    if $taken(self.x[br.rs1()], self.x[br.rs2()]) {
+                    if decode::branch_taken(br.op, self.x[br.rs1()], self.x[br.rs2()]) {
                         jump!(pc_at!(idx + off).wrapping_add(i64::from(br.imm) as u64));
                     } else {
                         retire!();
@@ -687,12 +681,7 @@ impl Hart {
                     self.decode_into(idx, pc_at!(idx));
                     continue;
                 }
-                Op::Slow => {
-                    sync_at!(idx);
-                    trap!(self.step_uncached(bus));
-                    self.icount += 1;
-                    return Ok(());
-                }
+                Op::Slow => break idx,
                 Op::System => {
                     sync_at!(idx);
                     trap!(self.exec_raw(bus, s));
@@ -756,14 +745,11 @@ impl Hart {
                 Op::Sw => store!(4),
                 Op::Sd => store!(8),
                 Op::Fld | Op::Fsd => {
-                    at += h;
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
-                        sync_at!(at - h);
-                        trap!(self.step_uncached(bus));
-                        self.icount += 1;
-                        return Ok(());
+                        break idx;
                     }
+                    at += h;
                     let addr = a!().wrapping_add(imm);
                     if s.op == Op::Fld {
                         let v = trap!(self.load::<B, 8>(bus, addr));
@@ -783,10 +769,7 @@ impl Hart {
                 Op::Fp => {
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
-                        sync_at!(idx);
-                        trap!(self.step_uncached(bus));
-                        self.icount += 1;
-                        return Ok(());
+                        break idx;
                     }
                     let inst = s.imm as u32;
                     if fp::execute(&mut self.fp, &mut self.x, inst).is_err() {
@@ -827,67 +810,11 @@ impl Hart {
                     retire!();
                     continue;
                 }
-                Op::AddiBeq => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a == b),
-                Op::AddiBne => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a != b),
-                Op::AddiBlt => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| (a as i64)
-                    < (b as i64)),
-                Op::AddiBge => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| (a as i64)
-                    >= (b as i64)),
-                Op::AddiBltu => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a < b),
-                Op::AddiBgeu => alu_branch!(a!().wrapping_add(imm), |a: u64, b: u64| a >= b),
-                Op::AddiwBeq => {
-                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a == b)
-                }
-                Op::AddiwBne => {
-                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a != b)
-                }
-                Op::AddiwBlt => alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| (a
-                    as i64)
-                    < (b as i64)),
-                Op::AddiwBge => alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| (a
-                    as i64)
-                    >= (b as i64)),
-                Op::AddiwBltu => {
-                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a < b)
-                }
-                Op::AddiwBgeu => {
-                    alu_branch!(sext32(a!().wrapping_add(imm)), |a: u64, b: u64| a >= b)
-                }
-                Op::AddBeq => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a == b),
-                Op::AddBne => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a != b),
-                Op::AddBlt => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| (a as i64)
-                    < (b as i64)),
-                Op::AddBge => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| (a as i64)
-                    >= (b as i64)),
-                Op::AddBltu => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a < b),
-                Op::AddBgeu => alu_branch!(a!().wrapping_add(b!()), |a: u64, b: u64| a >= b),
-                Op::AddwBeq => {
-                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a == b)
-                }
-                Op::AddwBne => {
-                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a != b)
-                }
-                Op::AddwBlt => alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| (a
-                    as i64)
-                    < (b as i64)),
-                Op::AddwBge => alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| (a
-                    as i64)
-                    >= (b as i64)),
-                Op::AddwBltu => {
-                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a < b)
-                }
-                Op::AddwBgeu => {
-                    alu_branch!(sext32(a!().wrapping_add(b!())), |a: u64, b: u64| a >= b)
-                }
-                Op::SlliBeq => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a == b),
-                Op::SlliBne => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a != b),
-                Op::SlliBlt => {
-                    alu_branch!(a!() << (imm & 63), |a: u64, b: u64| (a as i64) < (b as i64))
-                }
-                Op::SlliBge => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| (a as i64)
-                    >= (b as i64)),
-                Op::SlliBltu => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a < b),
-                Op::SlliBgeu => alu_branch!(a!() << (imm & 63), |a: u64, b: u64| a >= b),
+                Op::AddiB => alu_branch!(a!().wrapping_add(imm)),
+                Op::AddiwB => alu_branch!(sext32(a!().wrapping_add(imm))),
+                Op::AddB => alu_branch!(a!().wrapping_add(b!())),
+                Op::AddwB => alu_branch!(sext32(a!().wrapping_add(b!()))),
+                Op::SlliB => alu_branch!(a!() << (imm & 63)),
                 Op::Lui => imm,
                 Op::Auipc => pc_at!(at).wrapping_add(imm),
                 Op::Addi => a!().wrapping_add(imm),
@@ -939,7 +866,11 @@ impl Hart {
             self.x[s.rd()] = v;
             at += h;
             retire!();
-        }
+        };
+        sync_at!(general);
+        self.step_uncached(bus)?;
+        self.icount += 1;
+        Ok(())
     }
 
     fn step_counted<B: Bus>(&mut self, bus: &mut B) -> Result<(), Trap> {
