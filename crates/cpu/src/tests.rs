@@ -883,6 +883,43 @@ fn test_sfence_vma_makes_a_changed_pte_visible() {
 }
 
 #[test]
+fn test_sfence_vma_with_the_address_makes_a_changed_pte_visible() {
+    let fence_x6 = SFENCE_VMA | 6 << 15;
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), fence_x6, ld(7, 6, 0)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    put(&mut h, RAM + 0x4000, 1);
+    put(&mut h, RAM + 0x6000, 2);
+    h.set_x(6, 0x2000);
+    run(&mut h, 1);
+    put(&mut h, PT + 0x2000 + 2 * 8, pte(RAM + 0x6000, 0b0100_0010));
+    run(&mut h, 2);
+    assert_eq!((h.x(5), h.x(7)), (1, 2));
+}
+
+#[test]
+fn test_sfence_vma_with_another_address_in_a_megapage_forgets_the_megapage() {
+    // The load goes through VA 0x20_0100; the fence names VA 0x20_5000,
+    // another 4 KiB page of the same megapage.
+    let fence_x8 = SFENCE_VMA | 8 << 15;
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), fence_x8, ld(7, 6, 0)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    put(&mut h, RAM + 0x100, 1);
+    put(&mut h, RAM + 0x20_0100, 2);
+    h.set_x(6, 0x20_0100);
+    h.set_x(8, 0x20_5000);
+    run(&mut h, 1);
+    put(
+        &mut h,
+        PT + 0x1000 + 8,
+        pte(RAM + 0x20_0000, RWX_U_A_D & !0x10),
+    );
+    run(&mut h, 2);
+    assert_eq!((h.x(5), h.x(7)), (1, 2));
+}
+
+#[test]
 fn test_delegated_software_interrupt_goes_to_s_mode() {
     // M: mideleg = SSIP, mie = SSIE, stvec, sstatus.SIE, then drop to S; S sets sip.SSIP.
     let mut h = hart(&[
