@@ -1261,7 +1261,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::LOAD_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Load)?;
+                let pa = self.translate_cached(addr, Access::Load)?;
                 let v = self.phys_load(bus, pa, n, addr)?;
                 self.reservation = Some(pa);
                 self.wx(rd(i), fix(v));
@@ -1270,7 +1270,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::STORE_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Store)?;
+                let pa = self.translate_cached(addr, Access::Store)?;
                 let ok = self.reservation == Some(pa);
                 if ok {
                     self.phys_store(bus, pa, n, src, addr)?;
@@ -1283,7 +1283,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::STORE_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Store)?;
+                let pa = self.translate_cached(addr, Access::Store)?;
                 let old = fix(self
                     .phys_load(bus, pa, n, addr)
                     .map_err(|t| Trap::new(cause::STORE_ACCESS, t.tval))?);

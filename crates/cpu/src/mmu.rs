@@ -218,6 +218,24 @@ impl Hart {
         }
     }
 
+    /// Translates `vaddr` for a data access the way [`Hart::translate`]
+    /// does, but looks in the TLB first: for LR/SC and AMOs, which use the
+    /// physical address. A write entry covers stores (its PTE has W and D);
+    /// one that holds decoded code is fine, as the physical store checks it.
+    pub(crate) fn translate_cached(&mut self, vaddr: u64, acc: Access) -> Result<u64, Trap> {
+        let vpn = vaddr >> 12;
+        let i = vpn as usize & TLB_MASK;
+        let e = match acc {
+            Access::Load => self.tlb_r[i],
+            Access::Store => self.tlb_w[i],
+            Access::Fetch => return self.translate(vaddr, acc),
+        };
+        if e.tag & !CODE_TAG == vpn | self.tlb_ctx {
+            return Ok(self.mem.base() + e.off as u64 + (vaddr & 0xfff));
+        }
+        self.translate(vaddr, acc)
+    }
+
     fn fill(&mut self, vaddr: u64, paddr: u64, acc: Access, writable: bool) {
         let Some(off) = self.mem.offset(paddr & !0xfff, 0x1000) else {
             return;
