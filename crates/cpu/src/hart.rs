@@ -96,6 +96,9 @@ pub struct Hart {
     pub(crate) tlb_w: [TlbEntry; TLB_SIZE],
     pub(crate) tlb_x: [TlbEntry; TLB_SIZE],
     pub(crate) tlb_ctx: u64,
+    /// The virtual page numbers (inclusive) that TLB entries filled from
+    /// superpages may cover; empty (`lo > hi`) after a full flush.
+    pub(crate) tlb_super: (u64, u64),
     /// A write hit decoded code: the current block must end.
     pub(crate) block_exit: bool,
     /// `icount` at which the current block must stop.
@@ -220,6 +223,7 @@ impl Hart {
             tlb_w: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_x: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_ctx: 0,
+            tlb_super: (u64::MAX, 0),
             block_exit: false,
             block_end: 0,
             block_page: 0,
@@ -1188,7 +1192,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::LOAD_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Load)?;
+                let pa = self.translate_cached(addr, Access::Load)?;
                 let v = self.phys_load(bus, pa, n, addr)?;
                 self.reservation = Some(pa);
                 self.wx(rd(i), fix(v));
@@ -1197,7 +1201,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::STORE_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Store)?;
+                let pa = self.translate_cached(addr, Access::Store)?;
                 let ok = self.reservation == Some(pa);
                 if ok {
                     self.phys_store(bus, pa, n, src, addr)?;
@@ -1210,7 +1214,7 @@ impl Hart {
                 if misaligned {
                     return Err(Trap::new(cause::STORE_MISALIGNED, addr));
                 }
-                let pa = self.translate(addr, Access::Store)?;
+                let pa = self.translate_cached(addr, Access::Store)?;
                 let old = fix(self
                     .phys_load(bus, pa, n, addr)
                     .map_err(|t| Trap::new(cause::STORE_ACCESS, t.tval))?);
@@ -1302,7 +1306,12 @@ impl Hart {
                     {
                         return Err(illegal(i));
                     }
-                    self.flush_tlb();
+                    // rs2 (an ASID) only narrows the fence; flushing more is allowed.
+                    if rs1(i) == 0 {
+                        self.flush_tlb();
+                    } else {
+                        self.flush_tlb_page(self.x[rs1(i)]);
+                    }
                 }
                 _ => return Err(illegal(i)),
             }

@@ -5,7 +5,10 @@
 //! page to its offset in RAM. A write entry exists only when the PTE already
 //! has W and D set, so the fast store path never needs to update a PTE. Tags
 //! include the effective privilege, SUM and MXR, so changing mode needs no
-//! flush; `satp` writes and `sfence.vma` flush everything. MMIO pages are
+//! flush; `satp` writes and `sfence.vma` without an address flush everything,
+//! `sfence.vma` with one only its page (unless a superpage may cover it: the
+//! kernel patches its text through a fixmap page, with an `sfence.vma` per
+//! mapping, thousands of times while booting). MMIO pages are
 //! never cached. A third TLB, tagged with the privilege mode, serves
 //! instruction fetch. Write entries for pages holding decoded code carry an
 //! extra tag bit, so stores to them miss the fast path and take the checked
@@ -78,6 +81,25 @@ impl Hart {
         self.tlb_r.fill(TlbEntry::EMPTY);
         self.tlb_w.fill(TlbEntry::EMPTY);
         self.tlb_x.fill(TlbEntry::EMPTY);
+        self.tlb_super = (u64::MAX, 0);
+    }
+
+    /// Forgets the translations of virtual address `vaddr` (`sfence.vma`
+    /// with rs1 ≠ x0, privileged spec §10.2.1): those of its 4 KiB page,
+    /// which all sit at one index, and those of any superpage holding it.
+    /// Entries are kept per 4 KiB page, so the pieces of a superpage are
+    /// spread over the whole TLB: when one may hold `vaddr`, everything goes.
+    pub(crate) fn flush_tlb_page(&mut self, vaddr: u64) {
+        let vpn = vaddr >> 12;
+        let (lo, hi) = self.tlb_super;
+        if (lo..=hi).contains(&vpn) {
+            self.flush_tlb();
+            return;
+        }
+        let i = vpn as usize & TLB_MASK;
+        self.tlb_r[i] = TlbEntry::EMPTY;
+        self.tlb_w[i] = TlbEntry::EMPTY;
+        self.tlb_x[i] = TlbEntry::EMPTY;
     }
 
     /// The tag of the fetch TLB entry for virtual page `vpn`: fetch
@@ -185,10 +207,33 @@ impl Hart {
                 pte = new;
             }
             let pa = ((ppn & !(span - 1)) << 12) | (vaddr & ((span << 12) - 1));
+            if level > 0 {
+                let first = (vaddr >> 12) & !(span - 1);
+                let (lo, hi) = self.tlb_super;
+                self.tlb_super = (lo.min(first), hi.max(first | (span - 1)));
+            }
             let writable = pte & PTE_W != 0 && pte & PTE_D != 0;
             self.fill(vaddr, pa, acc, writable);
             return Ok(pa);
         }
+    }
+
+    /// Translates `vaddr` for a data access the way [`Hart::translate`]
+    /// does, but looks in the TLB first: for LR/SC and AMOs, which use the
+    /// physical address. A write entry covers stores (its PTE has W and D);
+    /// one that holds decoded code is fine, as the physical store checks it.
+    pub(crate) fn translate_cached(&mut self, vaddr: u64, acc: Access) -> Result<u64, Trap> {
+        let vpn = vaddr >> 12;
+        let i = vpn as usize & TLB_MASK;
+        let e = match acc {
+            Access::Load => self.tlb_r[i],
+            Access::Store => self.tlb_w[i],
+            Access::Fetch => return self.translate(vaddr, acc),
+        };
+        if e.tag & !CODE_TAG == vpn | self.tlb_ctx {
+            return Ok(self.mem.base() + e.off as u64 + (vaddr & 0xfff));
+        }
+        self.translate(vaddr, acc)
     }
 
     fn fill(&mut self, vaddr: u64, paddr: u64, acc: Access, writable: bool) {

@@ -869,6 +869,31 @@ fn test_restore_rejects_unsupported_satp_mode() {
 }
 
 #[test]
+fn test_amo_after_a_store_to_the_same_page_uses_its_translation() {
+    // sd fills the write TLB entry of VA 0x2000; amoadd.d goes through it.
+    let mut h = paged(8, 0x1000, &[sd(6, 8, 0), amo(0b00000, 3, 7, 6, 8)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    h.set_x(6, 0x2000);
+    h.set_x(8, 5);
+    run(&mut h, 2);
+    assert_eq!((h.x(7), peek64(&h, RAM + 0x4000)), (5, 10));
+}
+
+#[test]
+fn test_amo_on_a_page_read_before_but_not_writable_is_a_store_page_fault() {
+    // VA 0x1000 (the code page) is readable, not writable: the load caches
+    // it for reading, the AMO still faults.
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), amo(0b00000, 3, 7, 6, 8)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    h.set_x(6, 0x1000);
+    run(&mut h, 2);
+    let csr = h.state().csr;
+    assert_eq!((csr.mcause, csr.mtval, csr.mepc), (15, 0x1000, 0x1004));
+}
+
+#[test]
 fn test_sfence_vma_makes_a_changed_pte_visible() {
     let mut h = paged(8, 0x1000, &[ld(5, 6, 0), SFENCE_VMA, ld(7, 6, 0)], |h| {
         sv39_tables(h, 0b0100_1010);
@@ -878,6 +903,43 @@ fn test_sfence_vma_makes_a_changed_pte_visible() {
     h.set_x(6, 0x2000);
     run(&mut h, 1);
     put(&mut h, PT + 0x2000 + 2 * 8, pte(RAM + 0x6000, 0b0100_0010));
+    run(&mut h, 2);
+    assert_eq!((h.x(5), h.x(7)), (1, 2));
+}
+
+#[test]
+fn test_sfence_vma_with_the_address_makes_a_changed_pte_visible() {
+    let fence_x6 = SFENCE_VMA | 6 << 15;
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), fence_x6, ld(7, 6, 0)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    put(&mut h, RAM + 0x4000, 1);
+    put(&mut h, RAM + 0x6000, 2);
+    h.set_x(6, 0x2000);
+    run(&mut h, 1);
+    put(&mut h, PT + 0x2000 + 2 * 8, pte(RAM + 0x6000, 0b0100_0010));
+    run(&mut h, 2);
+    assert_eq!((h.x(5), h.x(7)), (1, 2));
+}
+
+#[test]
+fn test_sfence_vma_with_another_address_in_a_megapage_forgets_the_megapage() {
+    // The load goes through VA 0x20_0100; the fence names VA 0x20_5000,
+    // another 4 KiB page of the same megapage.
+    let fence_x8 = SFENCE_VMA | 8 << 15;
+    let mut h = paged(8, 0x1000, &[ld(5, 6, 0), fence_x8, ld(7, 6, 0)], |h| {
+        sv39_tables(h, 0b0100_1010);
+    });
+    put(&mut h, RAM + 0x100, 1);
+    put(&mut h, RAM + 0x20_0100, 2);
+    h.set_x(6, 0x20_0100);
+    h.set_x(8, 0x20_5000);
+    run(&mut h, 1);
+    put(
+        &mut h,
+        PT + 0x1000 + 8,
+        pte(RAM + 0x20_0000, RWX_U_A_D & !0x10),
+    );
     run(&mut h, 2);
     assert_eq!((h.x(5), h.x(7)), (1, 2));
 }
@@ -942,6 +1004,20 @@ fn test_store_over_already_executed_code_is_seen_on_next_execution() {
     assert_eq!(exit, Exit::BudgetExhausted);
     assert_eq!(h.x(1), 101);
     assert_eq!(h.pc(), RAM + 12);
+}
+
+#[test]
+fn test_amoswap_over_already_executed_code_is_seen_on_next_execution() {
+    let mut h = hart(&[
+        addi(1, 1, 1),            // 0: patched
+        amo(0b00001, 2, 9, 2, 3), // 4: amoswap.w x9, x3, (x2)
+        b(1, 1, 4, -8),           // 8: bne x1, x4, 0
+    ]);
+    h.set_x(2, RAM);
+    h.set_x(3, u64::from(addi(1, 1, 100)));
+    h.set_x(4, 101);
+    run(&mut h, 6);
+    assert_eq!((h.x(1), h.pc()), (101, RAM + 12));
 }
 
 #[test]

@@ -165,10 +165,18 @@ impl Plic {
         else {
             return 0;
         };
+        // Only sources both pending and enabled, in increasing id order (the
+        // lowest id wins a tie); the hart asks after every MMIO access.
         let mut best = (0, threshold);
-        for (id, &priority) in self.priority.iter().enumerate().skip(1) {
-            if priority > best.1 && bit(&self.pending, id) && bit(enable, id) {
-                best = (id, priority);
+        for (w, (&pending, &enabled)) in self.pending.iter().zip(enable).enumerate() {
+            let mut bits = pending & enabled;
+            while bits != 0 {
+                let id = w * 32 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let priority = self.priority.get(id).copied().unwrap_or(0);
+                if id != 0 && priority > best.1 {
+                    best = (id, priority);
+                }
             }
         }
         u32::try_from(best.0).unwrap_or(0)
