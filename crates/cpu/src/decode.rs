@@ -134,47 +134,98 @@ pub(crate) enum Op {
 /// One decoded instruction in 8 bytes; for [`Op::Raw`] and [`Op::System`],
 /// `imm` is the (expanded) instruction. `half` is the length in 2-byte units,
 /// in its own byte: the next slot of straight-line code is one load and one
-/// add away, which is the interpreter's critical path.
+/// add away, which is the interpreter's critical path. Each register number
+/// has a byte of its own too, so that reading an operand is one byte load
+/// and one indexed load (the register file has 256 entries, so a byte needs
+/// no bounds check): `rs1` in `a`; `rd` in `d`, except for branches and
+/// stores, which keep `rs2` there; register-register operations
+/// ([`Op::is_rr`]), which have no immediate, keep `rs2` in `imm`.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub(crate) struct Slot {
     pub(crate) op: Op,
     pub(crate) half: u8,
-    /// rd | rs1 << 5 | rs2 << 10.
-    regs: u16,
+    /// rs1.
+    a: u8,
+    /// rd (or rs2 of a branch or store); a fused slot keeps in bit 5
+    /// whether its first instruction is 4 bytes long.
+    d: u8,
     pub(crate) imm: i32,
+}
+
+/// Entries in the hart's integer register file: x0..x31, then room so that
+/// a slot's register byte indexes it without a bounds check.
+pub(crate) const XREGS: usize = 256;
+
+impl Op {
+    /// Register-register operations: the slot keeps `rs2` in `imm`.
+    pub(crate) fn is_rr(self) -> bool {
+        (Op::Add as u8..=Op::Remuw as u8).contains(&(self as u8))
+            || matches!(self, Op::AddB | Op::AddwB)
+    }
+
+    /// Branches and stores: the slot keeps `rs2` where others keep `rd`.
+    fn rs2_in_d(self) -> bool {
+        (Op::Beq as u8..=Op::Bgeu as u8).contains(&(self as u8))
+            || (Op::Sb as u8..=Op::Sd as u8).contains(&(self as u8))
+            || self == Op::Fsd
+    }
 }
 
 impl Slot {
     pub(crate) const EMPTY: Slot = Slot {
         op: Op::Undecoded,
         half: 0,
-        regs: 0,
+        a: 0,
+        d: 0,
         imm: 0,
     };
 
     fn new(op: Op, rd: u8, rs1: u8, rs2: u8, len: u8, imm: i32) -> Slot {
+        let (rd, rs1, rs2) = (rd & 31, rs1 & 31, rs2 & 31);
+        let (d, imm) = if op.rs2_in_d() {
+            (rs2, imm)
+        } else if op.is_rr() {
+            (rd, i32::from(rs2))
+        } else {
+            (rd, imm)
+        };
         Slot {
             op,
             half: len / 2,
-            regs: u16::from(rd & 31) | u16::from(rs1 & 31) << 5 | u16::from(rs2 & 31) << 10,
+            a: rs1,
+            d,
             imm,
         }
     }
 
+    /// rd of an operation that is not fused, a branch or a store.
     #[inline(always)]
     pub(crate) fn rd(self) -> usize {
-        usize::from(self.regs & 31)
+        usize::from(self.d)
+    }
+
+    /// rd of any slot that has one, fused slots included.
+    #[inline(always)]
+    pub(crate) fn fused_rd(self) -> usize {
+        usize::from(self.d & 31)
     }
 
     #[inline(always)]
     pub(crate) fn rs1(self) -> usize {
-        usize::from((self.regs >> 5) & 31)
+        usize::from(self.a)
     }
 
+    /// rs2 of a register-register operation ([`Op::is_rr`]).
     #[inline(always)]
     pub(crate) fn rs2(self) -> usize {
-        usize::from((self.regs >> 10) & 31)
+        usize::from(self.imm as u8)
+    }
+
+    /// rs2 of a branch or a store.
+    #[inline(always)]
+    pub(crate) fn rs2_sb(self) -> usize {
+        usize::from(self.d)
     }
 
     /// The instruction length in bytes (of the whole sequence for a fused
@@ -188,7 +239,7 @@ impl Slot {
     /// i.e. the slot offset of the second instruction.
     #[inline(always)]
     pub(crate) fn first_half(self) -> usize {
-        1 + usize::from(self.regs >> 15)
+        1 + usize::from(self.d >> 5)
     }
 
     /// Whether this slot is a fused sequence.
@@ -222,7 +273,8 @@ impl Slot {
         Slot {
             op,
             half,
-            regs: (self.regs & 0x7fff) | u16::from(self.half == 2) << 15,
+            a: self.a,
+            d: (self.d & 31) | u8::from(self.half == 2) << 5,
             imm: self.imm,
         }
     }
@@ -398,8 +450,8 @@ pub(crate) fn fuse(first: Slot, second: Slot) -> Option<Slot> {
         (Op::Slli, Op::Srli)
             if first.imm == 32
                 && second.imm == 32
-                && second.rd() == first.rd()
-                && second.rs1() == first.rd() =>
+                && second.fused_rd() == first.fused_rd()
+                && second.rs1() == first.fused_rd() =>
         {
             Op::ZextW
         }

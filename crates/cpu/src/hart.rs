@@ -2,7 +2,7 @@
 
 use crate::compressed;
 use crate::csr::*;
-use crate::decode::{self, Op, Slot};
+use crate::decode::{self, Op, Slot, XREGS};
 use crate::fp::{self, FpState};
 use crate::memory::Memory;
 use crate::mmu::{Access, TlbEntry, TLB_MASK, TLB_SIZE};
@@ -73,7 +73,8 @@ pub enum Privilege {
 /// retire; ECALL and EBREAK always trap, so they never retire either. WFI
 /// retires. `mcycle`, `minstret` and `cycle`/`instret` all read `icount`.
 pub struct Hart {
-    pub(crate) x: [u64; 32],
+    /// x0..x31; entries 32.. are never read or written (see [`XREGS`]).
+    pub(crate) x: [u64; XREGS],
     pub(crate) pc: u64,
     pub(crate) fp: FpState,
     pub(crate) prv: u8,
@@ -150,6 +151,12 @@ fn sext32(v: u64) -> u64 {
     v as i32 as i64 as u64
 }
 
+/// x0..x31 of a register file, mutable (for [`fp::execute`]).
+fn gprs_mut(x: &mut [u64; XREGS]) -> &mut [u64; 32] {
+    let (head, _) = x.split_first_chunk_mut::<32>().expect("XREGS >= 32");
+    head
+}
+
 fn illegal(inst: u32) -> Trap {
     Trap::new(cause::ILLEGAL, u64::from(inst))
 }
@@ -201,7 +208,7 @@ impl Hart {
     /// 0x1000, interrupts disabled, paging off, FP off.
     pub fn new(memory: Memory) -> Hart {
         let mut h = Hart {
-            x: [0; 32],
+            x: [0; XREGS],
             pc: 0x1000,
             fp: FpState {
                 f: [0; 32],
@@ -271,6 +278,13 @@ impl Hart {
         self.pc = pc & !1;
     }
 
+    /// x0..x31 (the register file's architectural part).
+    fn gprs(&self) -> [u64; 32] {
+        let mut r = [0; 32];
+        r.copy_from_slice(&self.x[..32]);
+        r
+    }
+
     /// Integer register `i` (0..32; x0 reads 0).
     pub fn x(&self, i: usize) -> u64 {
         self.x[i & 31]
@@ -306,7 +320,7 @@ impl Hart {
     pub fn state(&self) -> HartState {
         HartState {
             pc: self.pc,
-            x: self.x,
+            x: self.gprs(),
             f: self.fp.f,
             fflags: self.fp.fflags,
             frm: self.fp.frm,
@@ -323,7 +337,7 @@ impl Hart {
     pub fn restore(&mut self, state: HartState) -> Result<(), StateError> {
         state.validate()?;
         self.pc = state.pc;
-        self.x = state.x;
+        self.x[..32].copy_from_slice(&state.x);
         self.fp.f = state.f;
         self.fp.fflags = state.fflags;
         self.fp.frm = state.frm;
@@ -597,13 +611,18 @@ impl Hart {
                     self.x[s.rs2()]
                 };
             }
+            macro_rules! b_sb {
+                () => {
+                    self.x[s.rs2_sb()]
+                };
+            }
             let imm = i64::from(s.imm) as u64;
             // Each branch, load and store has its own arm: one dispatch
             // per instruction, no second one on the kind.
             macro_rules! branch {
                 ($taken:expr) => {{
                     at += h;
-                    if $taken(a!(), b!()) {
+                    if $taken(a!(), b_sb!()) {
                         jump!(pc!().wrapping_add(imm));
                     } else {
                         retire!();
@@ -630,7 +649,7 @@ impl Hart {
                 ($n:literal) => {{
                     at += h;
                     let addr = a!().wrapping_add(imm);
-                    trap!(self.store::<B, $n>(bus, addr, b!()));
+                    trap!(self.store::<B, $n>(bus, addr, b_sb!()));
                     retire!();
                     if self.block_exit {
                         sync_next!();
@@ -662,12 +681,12 @@ impl Hart {
             macro_rules! alu_branch {
                 ($v:expr) => {{
                     budget!(2);
-                    self.x[s.rd()] = $v;
+                    self.x[s.fused_rd()] = $v;
                     let off = s.first_half();
                     let br = second!(off);
                     at += h;
                     left -= 1;
-                    if decode::branch_taken(br.op, self.x[br.rs1()], self.x[br.rs2()]) {
+                    if decode::branch_taken(br.op, self.x[br.rs1()], self.x[br.rs2_sb()]) {
                         jump!(pc_at!(idx + off).wrapping_add(i64::from(br.imm) as u64));
                     } else {
                         retire!();
@@ -757,10 +776,10 @@ impl Hart {
                     let addr = a!().wrapping_add(imm);
                     if s.op == Op::Fld {
                         let v = trap!(self.load::<B, 8>(bus, addr));
-                        self.fp.f[s.rd()] = v;
+                        self.fp.f[s.rd() & 31] = v;
                         self.set_fs_dirty();
                     } else {
-                        let v = self.fp.f[s.rs2()];
+                        let v = self.fp.f[s.rs2_sb() & 31];
                         trap!(self.store::<B, 8>(bus, addr, v));
                     }
                     retire!();
@@ -776,7 +795,7 @@ impl Hart {
                         break idx;
                     }
                     let inst = s.imm as u32;
-                    if fp::execute(&mut self.fp, &mut self.x, inst).is_err() {
+                    if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
                         sync_at!(idx);
                         return Err(illegal(inst));
                     }
@@ -788,7 +807,7 @@ impl Hart {
                 }
                 Op::ZextW => {
                     budget!(2);
-                    self.x[s.rd()] = u64::from(a!() as u32);
+                    self.x[s.fused_rd()] = u64::from(a!() as u32);
                     at += h;
                     left -= 1;
                     retire!();
@@ -796,9 +815,9 @@ impl Hart {
                 }
                 Op::ZextWAdd => {
                     budget!(3);
-                    self.x[s.rd()] = u64::from(a!() as u32);
+                    self.x[s.fused_rd()] = u64::from(a!() as u32);
                     let s3 = second!(s.imm as usize);
-                    self.x[s3.rd()] = self.x[s3.rs1()].wrapping_add(self.x[s3.rs2()]);
+                    self.x[s3.fused_rd()] = self.x[s3.rs1()].wrapping_add(self.x[s3.rs2()]);
                     at += h;
                     left -= 2;
                     retire!();
@@ -806,9 +825,9 @@ impl Hart {
                 }
                 Op::SlliAdd => {
                     budget!(2);
-                    self.x[s.rd()] = a!() << (imm & 63);
+                    self.x[s.fused_rd()] = a!() << (imm & 63);
                     let s2 = second!(s.first_half());
-                    self.x[s2.rd()] = self.x[s2.rs1()].wrapping_add(self.x[s2.rs2()]);
+                    self.x[s2.fused_rd()] = self.x[s2.rs1()].wrapping_add(self.x[s2.rs2()]);
                     at += h;
                     left -= 1;
                     retire!();
@@ -1150,7 +1169,7 @@ impl Hart {
             }
             0x43 | 0x47 | 0x4b | 0x4f | 0x53 => {
                 self.fs_on(i)?;
-                if fp::execute(&mut self.fp, &mut self.x, i).is_err() {
+                if fp::execute(&mut self.fp, gprs_mut(&mut self.x), i).is_err() {
                     return Err(illegal(i));
                 }
                 self.x[0] = 0;
