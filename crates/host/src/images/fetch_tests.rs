@@ -220,12 +220,6 @@ fn cpio_files(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data), &mut out).expect("gunzip");
-    out
-}
-
 #[test]
 fn test_fetch_builds_boot_files_from_cached_packages() {
     let tmp = TempDir::new("fetch-build");
@@ -233,9 +227,7 @@ fn test_fetch_builds_boot_files_from_cached_packages() {
 
     let images = fetch(&cache, &FetchOptions::default()).expect("fetch from cache");
 
-    let initrd = cpio_files(&gunzip(
-        &std::fs::read(&images.initrd).expect("read initrd"),
-    ));
+    let initrd = cpio_files(&std::fs::read(&images.initrd).expect("read initrd"));
     let text_of = |path: &str| {
         initrd
             .iter()
@@ -271,7 +263,7 @@ fn test_fetch_builds_boot_files_from_cached_packages() {
         text_of("bin/busybox").as_deref(),
         Some("\x7fELF bb\0ash\0aw_\0bc\0")
     );
-    assert!(manifest.contains("\nformat 3\n"), "{manifest}");
+    assert!(manifest.contains("\nformat 4\n"), "{manifest}");
     assert!(manifest.contains("\npackage awk mawk 1.0-1 "), "{manifest}");
     assert!(
         manifest.contains("\npackage libc libc6 1.0-1 "),
@@ -355,7 +347,7 @@ fn test_fetch_rebuilds_cache_of_older_format_and_locate_refuses_it() {
         file.size = old_initrd.len() as u64;
         file.sha256 = sha256_file(&first.initrd).expect("hash");
     }
-    let old_text = old.to_text().replace("\nformat 3\n", "\nformat 1\n");
+    let old_text = old.to_text().replace("\nformat 4\n", "\nformat 1\n");
     std::fs::write(&manifest_path, old_text).expect("write manifest");
 
     let located = locate(&cache).map_err(|e| e.to_string());

@@ -2,10 +2,8 @@
 //! modules, and an `/init` script.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-
-use flate2::{Compression, GzBuilder};
 
 use super::cpio::CpioArchive;
 use super::elf;
@@ -463,21 +461,6 @@ pub fn build_archive(contents: &Contents) -> CpioArchive {
     archive
 }
 
-/// gzip with fixed header fields (no name, mtime 0) so the output is reproducible.
-pub fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .operating_system(3) // Unix
-        .write(Vec::new(), Compression::best());
-    encoder.write_all(data)?;
-    encoder.finish()
-}
-
-/// Whether the kernel's config (`/boot/config-<release>`) can unpack a gzip initramfs.
-pub fn kernel_takes_gzip(config: &str) -> bool {
-    config.lines().any(|line| line.trim() == "CONFIG_RD_GZIP=y")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,8 +605,8 @@ mod tests {
 
     #[test]
     fn test_archive_build_is_reproducible() {
-        let first = gzip(&build_archive(&contents()).to_bytes()).expect("gzip");
-        let second = gzip(&build_archive(&contents()).to_bytes()).expect("gzip");
+        let first = build_archive(&contents()).to_bytes();
+        let second = build_archive(&contents()).to_bytes();
 
         assert_eq!(first, second);
     }
@@ -743,16 +726,6 @@ mod tests {
     }
 
     #[test]
-    fn test_gzip_header_has_no_timestamp() {
-        let compressed = gzip(b"x").expect("gzip");
-
-        // ID1 ID2 CM FLG MTIME(4) XFL OS: deflate, no flags, mtime 0, Unix.
-        assert_eq!(&compressed[..4], &[0x1f, 0x8b, 8, 0]);
-        assert_eq!(&compressed[4..8], &[0, 0, 0, 0]);
-        assert_eq!(compressed[9], 3);
-    }
-
-    #[test]
     fn test_init_prints_ready_line_and_runs_command_after_separator_or_in_cmd64() {
         assert!(INIT_SCRIPT.contains(&format!("echo \"{READY_LINE}\"\n")));
         assert!(INIT_SCRIPT.contains(r#"*" -- "*) cmd="${cmdline#* -- }" ;;"#));
@@ -760,12 +733,6 @@ mod tests {
             .contains(r#"ftvm.cmd64=*) cmd=$(echo "${word#ftvm.cmd64=}" | base64 -d) ;;"#));
         assert!(INIT_SCRIPT.contains("\tsh -c \"$cmd\"\n"));
         assert!(INIT_SCRIPT.ends_with("sync\npoweroff -f\n"));
-    }
-
-    #[test]
-    fn test_kernel_takes_gzip_reads_config_line() {
-        assert!(kernel_takes_gzip("CONFIG_RD_BZIP2=y\nCONFIG_RD_GZIP=y\n"));
-        assert!(!kernel_takes_gzip("# CONFIG_RD_GZIP is not set\n"));
     }
 
     #[test]

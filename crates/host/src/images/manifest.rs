@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # comment
-//! format 3
+//! format 4
 //! mirror <url>
 //! suite <suite>
 //! kernel-version <release>
@@ -20,10 +20,10 @@ use super::ImagesError;
 
 /// The format this ftvm writes. It changes with the manifest's syntax and also with
 /// what the images contain, so that `fetch` rebuilds a cache an older ftvm made.
-const FORMAT: &str = "3";
+const FORMAT: &str = "4";
 /// Formats of older ftvms: still read (to tell the user to fetch again), never reused.
-/// 1: no mawk and libc6 packages, all modules loaded at boot.
-const OLD_FORMATS: &[&str] = &["1", "2"];
+/// 1: no mawk and libc6 packages, all modules loaded at boot. 3: gzip'd initramfs.
+const OLD_FORMATS: &[&str] = &["1", "2", "3"];
 
 /// A package the images were built from, with what it provides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn test_manifest_of_older_format_is_read_as_outdated() {
-        let text = sample().to_text().replace("\nformat 3\n", "\nformat 1\n");
+        let text = sample().to_text().replace("\nformat 4\n", "\nformat 1\n");
 
         let parsed = Manifest::parse(&text, Path::new("manifest.txt")).expect("old format");
 
