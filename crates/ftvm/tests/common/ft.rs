@@ -83,7 +83,7 @@ pub fn build_counter(dir: &Path) -> PathBuf {
 /// `files` as (path in the guest without a leading `/`, file on the host, permission
 /// bits), and their parent directories; returns `out`.
 ///
-/// The fetched initrd is one gzip-compressed archive; Linux unpacks the archives of a
+/// The fetched initrd is one (uncompressed) archive; Linux unpacks the archives of a
 /// concatenation in order (compressed or not, each starting on a 4-byte boundary), so
 /// the second one adds files to the first's and replaces files of the same path.
 pub fn initrd_with(files: &[(&str, &Path, u32)], out: &Path) -> PathBuf {
