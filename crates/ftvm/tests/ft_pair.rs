@@ -389,8 +389,13 @@ enum Outcome {
 }
 
 fn outcome(vm: &mut Vm, live_line: &str) -> Outcome {
+    // In this order: an exited side's text is complete once its outputs are closed.
+    let status = vm.child().try_wait();
+    let closed = vm.console().closed();
     let text = vm.console().text();
-    match vm.child().try_wait() {
+    match status {
+        // Exited, but what it printed last may not have been read yet: undecided.
+        Some(_) if !closed => Outcome::Other(None),
         None if text.contains(live_line) => Outcome::Live,
         Some(status) if !status.success() && text.contains(HALTS) => Outcome::Halted,
         other => Outcome::Other(other),

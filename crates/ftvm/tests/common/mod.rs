@@ -205,6 +205,12 @@ impl Console {
         })
     }
 
+    /// Whether the VM closed both its outputs (everything it printed is in
+    /// [`Console::text`]).
+    pub fn closed(&self) -> bool {
+        self.inner.0.lock().expect("console lock").closed >= 2
+    }
+
     /// Everything printed so far.
     pub fn text(&self) -> String {
         self.inner.0.lock().expect("console lock").text.clone()
