@@ -110,10 +110,6 @@ fn seeded_cache(tmp: &Path) -> PathBuf {
             &[
                 (&format!("boot/vmlinux-{RELEASE}"), b"MZ kernel".to_vec()),
                 (
-                    &format!("boot/config-{RELEASE}"),
-                    b"CONFIG_RD_GZIP=y\n".to_vec(),
-                ),
-                (
                     &format!("{mods}/modules.builtin"),
                     b"kernel/lib/crc16.ko\n".to_vec(),
                 ),
