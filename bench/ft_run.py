@@ -429,7 +429,8 @@ def run_once(workload, config, rep):
 
     if sampler:
         rec["status_samples"] = [dict(t=t - start, **{k: st.get(k) for k in (
-            "lag_ms", "log_bytes", "log_bytes_per_s", "outputs_held", "throttled", "mode")})
+            "lag_ms", "log_bytes", "log_bytes_per_s", "outputs_held", "throttled", "mode",
+            "vcpu_waited_ms")})
             for t, st in sampler.samples]
         rec["status_errors"] = sampler.errors
     analyze(rec)
@@ -486,6 +487,12 @@ def analyze(rec):
         if first and first.get("mode") == "paired" and last and last["t"] > first["t"] and None not in (first.get("log_bytes"),
                                                                      last.get("log_bytes")):
             ph["log_bytes_per_s_mean"] = (last["log_bytes"] - first["log_bytes"]) / (last["t"] - first["t"])
+        # How long the primary's vCPU stood paused for a lagging backup between the
+        # samples that bound the phase (the throttle's cost).
+        ph["vcpu_waited_ms"] = None
+        if first and last and last["t"] > first["t"] and isinstance(first.get("vcpu_waited_ms"), (int, float)) \
+                and isinstance(last.get("vcpu_waited_ms"), (int, float)):
+            ph["vcpu_waited_ms"] = last["vcpu_waited_ms"] - first["vcpu_waited_ms"]
 
 
 # --- Failover ------------------------------------------------------------------------
@@ -650,6 +657,7 @@ def summarize(runs, failovers):
                 "lag_ms_max": max([p["lag_ms_max"] for p in sel["ft"] if p.get("lag_ms_max") is not None],
                                   default=None),
                 "throttled_samples": sum(p.get("throttled_samples") or 0 for p in sel["ft"]),
+                "vcpu_waited_ms": [p.get("vcpu_waited_ms") for p in sel["ft"]],
                 "samples": sum(p.get("samples") or 0 for p in sel["ft"]),
             })
     fo = [r.get("failover_ms") for r in failovers]
@@ -734,6 +742,8 @@ def main():
                         bits.append(f"lag med/max={fmt(ph['lag_ms_median'])}/{fmt(ph['lag_ms_max'])}ms")
                     if ph.get("log_bytes_per_s_mean") is not None:
                         bits.append(f"log={ph['log_bytes_per_s_mean'] * 8 / 1e6:.2f}Mbit/s")
+                    if ph.get("vcpu_waited_ms") is not None:
+                        bits.append(f"paused={ph['vcpu_waited_ms']:.0f}ms")
                 say(f"    rc={r['rc']} exit={r['exit_s']:.1f}s " + " ".join(bits)
                     + (" ERRORS: " + "; ".join(r["errors"]) if r["errors"] else ""))
                 failed |= bool(r["errors"])

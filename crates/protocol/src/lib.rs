@@ -24,14 +24,22 @@
 //!   stays as it is meanwhile.
 //! - **Execution lag** (primary): when the backup's executed guest time lags
 //!   the primary's by more than [`Config::lag_bound_ticks`], the primary's
-//!   vCPU is slowed ([`Effect::Throttle`]) until the lag is back under half
-//!   the bound. The backup acknowledges on every receipt, and also each time
-//!   it has executed another tenth of the bound, so that a paused primary
-//!   (which writes no log) learns promptly that it may run again.
+//!   vCPU is slowed ([`Effect::Throttle`]) until the lag is back under three
+//!   quarters of the bound. The backup acknowledges on every receipt, and
+//!   also each time it has executed another tenth of the bound, so that a
+//!   paused primary (which writes no log) learns promptly that it may run
+//!   again. The lag is the guest time the backup has yet to execute: guest
+//!   time follows the host's clock, so the primary's own pauses
+//!   ([`Input::Paused`]) appear in it as jumps that the backup replays at
+//!   once, and they are not counted while the backup is behind them.
 
 pub mod wire;
 
 pub use wire::{Message, WireError, MESSAGE_LEN};
+
+/// Pauses of the primary a node keeps track of at most (the backup passes
+/// each within about a lag bound, and a pause needs a lag beyond the bound).
+const MAX_PAUSES: usize = 64;
 
 /// Which side a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +147,15 @@ pub enum Input {
     },
     /// The arbiter answered the last [`Effect::TestAndSet`].
     Arbiter(ArbiterAnswer),
+    /// Primary: the vCPU stood paused for a lagging backup for `ticks` of
+    /// guest time base, right after the position last reported by
+    /// [`Input::Executed`]. The guest's clock ran on meanwhile, so the next
+    /// position jumps by about that much: time the backup replays without
+    /// executing anything, which the lag does not count.
+    Paused {
+        /// Length of the pause in guest time-base ticks.
+        ticks: u64,
+    },
 }
 
 /// What the host must do.
@@ -222,6 +239,9 @@ pub struct Node {
     peer_mtime: u64,
     /// Backup: the executed guest time its last acknowledgement carried.
     acked_mtime: u64,
+    /// Primary: its pauses the backup has not yet replayed past, as (guest
+    /// time where the pause began, its length in ticks), oldest first.
+    pauses: std::collections::VecDeque<(u64, u64)>,
     throttled: bool,
     /// When the node last got any input: a gap means this side itself was
     /// not running (descheduled, stopped), and silence during it is not
@@ -250,6 +270,7 @@ impl Node {
             icount: 0,
             peer_mtime: 0,
             acked_mtime: 0,
+            pauses: std::collections::VecDeque::new(),
             throttled: false,
             last_input_ms: now_ms,
         }
@@ -295,10 +316,33 @@ impl Node {
         }
     }
 
+    /// Primary: the guest time the backup has yet to execute to reach this
+    /// side's position, not counting this side's pauses ahead of it.
     fn lag(&self) -> u64 {
         match (self.role, &self.mode) {
-            (Role::Primary, Mode::Paired) => self.mtime.saturating_sub(self.peer_mtime),
+            (Role::Primary, Mode::Paired) => {
+                // A pause is in this side's position once it ran on past it.
+                let paused: u64 = self
+                    .pauses
+                    .iter()
+                    .filter(|&&(at, _)| at < self.mtime)
+                    .map(|&(_, ticks)| ticks)
+                    .sum();
+                self.mtime
+                    .saturating_sub(self.peer_mtime)
+                    .saturating_sub(paused)
+            }
             _ => 0,
+        }
+    }
+
+    /// Primary: forgets the pauses the backup has replayed past.
+    fn forget_passed_pauses(&mut self) {
+        while let Some(&(at, _)) = self.pauses.front() {
+            if at >= self.peer_mtime {
+                break;
+            }
+            self.pauses.pop_front();
         }
     }
 
@@ -379,6 +423,22 @@ impl Node {
                 }
             }
             Input::Arbiter(answer) => self.arbiter(now_ms, answer, &mut out),
+            Input::Paused { ticks } => {
+                if self.role == Role::Primary && ticks > 0 {
+                    match self.pauses.back_mut() {
+                        // Pauses with no execution between them are one.
+                        Some((at, sum)) if *at == self.mtime => *sum += ticks,
+                        _ => {
+                            if self.pauses.len() == MAX_PAUSES {
+                                // Forgetting the oldest only overstates the lag.
+                                self.pauses.pop_front();
+                            }
+                            self.pauses.push_back((self.mtime, ticks));
+                        }
+                    }
+                    self.check_lag(&mut out);
+                }
+            }
         }
         self.timers(now_ms, &mut out);
         out
@@ -399,6 +459,7 @@ impl Node {
                     Role::Backup => self.released = self.released.max(released),
                     Role::Primary => {
                         self.peer_mtime = self.peer_mtime.max(mtime);
+                        self.forget_passed_pauses();
                         self.acknowledged(received, out);
                         self.check_lag(out);
                     }
@@ -412,6 +473,7 @@ impl Node {
             } if session == self.session && self.role == Role::Primary => {
                 self.last_heard_ms = now_ms;
                 self.peer_mtime = self.peer_mtime.max(mtime);
+                self.forget_passed_pauses();
                 self.acknowledged(received, out);
                 self.check_lag(out);
             }
@@ -452,7 +514,7 @@ impl Node {
         let lag = self.lag();
         let want = self.mode == Mode::Paired
             && if self.throttled {
-                lag > self.config.lag_bound_ticks / 2
+                lag > self.config.lag_bound_ticks / 4 * 3
             } else {
                 lag > self.config.lag_bound_ticks
             };

@@ -363,3 +363,95 @@ fn test_a_node_that_was_not_running_does_not_blame_its_peer() {
     assert!(!heard.iter().any(|e| matches!(e, Effect::TestAndSet { .. })));
     assert_eq!(b.mode(), &Mode::Paired);
 }
+
+/// The throttle's effects among those of `effects`.
+fn throttles(effects: Vec<Effect>) -> Vec<Effect> {
+    effects
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Throttle(_)))
+        .collect()
+}
+
+fn executed(node: &mut Node, now_ms: u64, mtime: u64) -> Vec<Effect> {
+    throttles(node.handle(
+        now_ms,
+        Input::Executed {
+            icount: mtime,
+            mtime,
+        },
+    ))
+}
+
+fn backup_at(node: &mut Node, now_ms: u64, mtime: u64) -> Vec<Effect> {
+    throttles(node.handle(
+        now_ms,
+        Input::Message(Message::Ack {
+            session: 1,
+            received: 0,
+            icount: mtime,
+            mtime,
+        }),
+    ))
+}
+
+#[test]
+fn test_lag_leaves_out_the_primarys_own_pause_until_the_backup_passes_it() {
+    let bound = config().lag_bound_ticks;
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    executed(&mut p, 0, bound + bound / 5);
+    backup_at(&mut p, 0, 0);
+    assert!(p.status().throttled);
+
+    // Paused for half a bound; the backup caught up to 0.4 bound meanwhile.
+    // Not yet in the primary's position: nothing changes.
+    let effects = throttles(p.handle(50, Input::Paused { ticks: bound / 2 }));
+    assert_eq!(effects, vec![]);
+    let effects = backup_at(&mut p, 50, bound / 2);
+    assert_eq!(effects, vec![Effect::Throttle(false)]);
+    // The guest's clock jumped by the pause: the backup still has 0.7
+    // bound of execution before the pause and a tenth of a bound after it.
+    executed(&mut p, 51, bound + bound / 5 + bound / 2 + bound / 10);
+    assert_eq!(p.status().lag_ticks, bound / 10 * 7 + bound / 10);
+    assert!(!p.status().throttled);
+
+    // Once past the pause, the jump is the backup's too.
+    backup_at(&mut p, 60, bound + bound / 5 + bound / 2);
+    assert_eq!(p.status().lag_ticks, bound / 10);
+    assert_eq!(p.pauses.len(), 0);
+}
+
+#[test]
+fn test_throttle_lasts_until_the_lag_is_three_quarters_of_the_bound() {
+    let bound = config().lag_bound_ticks;
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+
+    let on = executed(&mut p, 0, 2 * bound);
+    let still = backup_at(&mut p, 1, bound + bound / 5);
+    let off = backup_at(&mut p, 2, bound + bound / 4);
+
+    assert_eq!(
+        (on, still, off),
+        (
+            vec![Effect::Throttle(true)],
+            vec![],
+            vec![Effect::Throttle(false)]
+        )
+    );
+}
+
+#[test]
+fn test_backup_ignores_pauses_and_the_pause_list_stays_bounded() {
+    let mut b = Node::new(Role::Backup, 1, config(), 0);
+    assert_eq!(throttles(b.handle(0, Input::Paused { ticks: 5 })), vec![]);
+    assert_eq!(b.pauses.len(), 0);
+
+    let mut p = Node::new(Role::Primary, 1, config(), 0);
+    for i in 0..(2 * super::MAX_PAUSES as u64) {
+        executed(&mut p, i, 10 * i + 10);
+        p.handle(i, Input::Paused { ticks: 1 });
+        // Pauses with nothing executed between them merge.
+        p.handle(i, Input::Paused { ticks: 1 });
+    }
+    assert_eq!(p.pauses.len(), super::MAX_PAUSES);
+    assert!(p.pauses.iter().all(|&(_, ticks)| ticks == 2));
+}

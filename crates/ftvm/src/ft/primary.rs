@@ -214,14 +214,14 @@ fn run_vcpu(
             break None;
         }
         // A backup lagging beyond the bound pauses the vCPU until the lag is
-        // back under half the bound. The guest runs no slice meanwhile, so
-        // its executed time stands while the backup's advances: the lag
-        // shrinks as the backup catches up, which reports its progress as
-        // it goes. (A slice now and then would read a clock that ran on
-        // through the pause and add that to the lag: the pause would last
-        // until the backup had replayed everything before it.) Still, the
-        // guest runs a slice at least once per bound if the backup stays
-        // behind.
+        // back under three quarters of the bound. The guest runs no slice
+        // meanwhile, so its executed time stands while the backup's
+        // advances: the lag shrinks as the backup catches up, which reports
+        // its progress as it goes. The guest's clock runs on through the
+        // pause, so the next slice's time jumps by its length; the node is
+        // told, and does not count the jump as lag (the backup replays it
+        // at once). The guest runs a slice at least once per bound if the
+        // backup stays behind.
         if shared.throttled() {
             let started = Instant::now();
             while shared.throttled()
@@ -230,7 +230,15 @@ fn run_vcpu(
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            shared.add_throttled(started.elapsed());
+            let paused = started.elapsed();
+            shared.add_throttled(paused);
+            shared.feed(Input::Paused {
+                ticks: u64::try_from(
+                    paused.as_nanos() * u128::from(ftvm_machine::layout::TIMEBASE_HZ)
+                        / 1_000_000_000,
+                )
+                .unwrap_or(u64::MAX),
+            });
         }
         let step = replay::record_step(&mut machine, &mut recorder)?;
         // Console output forces a flush of the log (the gate does it);
