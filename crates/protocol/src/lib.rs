@@ -207,7 +207,8 @@ pub struct Status {
     pub acked: u64,
     /// Primary: release bound of outputs. Backup: the primary's last report of it.
     pub released: u64,
-    /// Primary: the backup's lag in guest ticks (0 on the backup).
+    /// Primary: the backup's lag in guest ticks, the guest time it has yet
+    /// to execute (the primary's own pauses left out); 0 on the backup.
     pub lag_ticks: u64,
     /// Whether the primary's vCPU is slowed.
     pub throttled: bool,
