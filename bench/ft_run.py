@@ -636,10 +636,23 @@ def summarize(runs, failovers):
             ratio = None
             if single and ft:
                 ratio = ft / single if higher_better else single / ft
+            # The ratio of each repetition's own pair of runs (single and FT run one
+            # after the other): the machine's speed drifts over minutes, and a pair
+            # of neighbouring runs shares most of that drift.
+            by_rep = {c: {r["rep"]: r["phases"].get(name, {}) for r in runs
+                          if r["workload"] == w and r["config"] == c} for c in ("single", "ft")}
+            paired_ratios = []
+            for rep in sorted(by_rep["single"]):
+                s_ph, f_ph = by_rep["single"][rep], by_rep["ft"].get(rep, {})
+                sv, fv = s_ph.get(key), f_ph.get(key)
+                if sv and fv and f_ph.get("paired"):
+                    paired_ratios.append(fv / sv if higher_better else sv / fv)
             clock = "intbench_elapsed_s" if w == "cpu" else "mb_s_guest_clock"
             metrics.append({
                 "metric": label, "phase": name, "unit": unit,
                 "single": single, "ft": ft, "ratio_ft_over_single": ratio,
+                "ratios_by_rep": paired_ratios,
+                "ratio_by_rep_median": med(paired_ratios),
                 "target": f">= {TARGET_RATIO}", "pass": None if ratio is None else ratio >= TARGET_RATIO,
                 "single_runs": [p.get(key) for p in sel["single"]],
                 "ft_runs": [p.get(key) for p in sel["ft"]],
@@ -675,12 +688,13 @@ def summarize(runs, failovers):
 
 def print_table(metrics, failover, n):
     print()
-    print(f"{'metric':<24} {'single':>8} {'FT':>8} {'FT/single':>9} {'paired':>6} {'log Mbit/s':>10} "
+    print(f"{'metric':<24} {'single':>8} {'FT':>8} {'FT/single':>9} {'by rep':>7} {'paired':>6} {'log Mbit/s':>10} "
           f"{'lag ms med/max':>15}  target")
     for m in metrics:
         print(f"{m['metric'] + ' (' + m['unit'] + ')':<24} {fmt(m['single'], '.2f'):>8} "
               f"{fmt(m['ft'], '.2f') + ('*' if m['ft_not_paired'] else ''):>8} "
               f"{fmt(m['ratio_ft_over_single'], '.3f'):>9} "
+              f"{fmt(m.get('ratio_by_rep_median'), '.3f'):>7} "
               f"{str(m['ft_paired_count']) + '/' + str(len(m['ft_runs'])):>6} "
               f"{fmt(m['log_mbit_s'], '.2f'):>10} "
               f"{fmt(m['lag_ms_median']) + '/' + fmt(m['lag_ms_max']):>15}  "
@@ -689,12 +703,13 @@ def print_table(metrics, failover, n):
         runs_txt = ", ".join(fmt(x, ".0f") for x in failover["runs_ms"])
         lags = ", ".join(fmt(x, ".0f") for x in failover["lag_ms_at_kill"])
         print(f"{'failover (ms)':<24} {'':>8} {fmt(failover['failover_ms_median'], '.0f'):>8} "
-              f"{'':>9} {'':>6} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
+              f"{'':>9} {'':>7} {'':>6} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
               f"{'' if failover['pass'] in (None, True) else ' (above)'}")
         print(f"  failover runs: {runs_txt} ms; backup lag at the kill: {lags} ms; "
               f"console gap median {fmt(failover['console_gap_ms_median'], '.0f')} ms")
     print(f"CPU: wall seconds of the intbench phase, ratio single/FT; the others MB/s, ratio "
-          f"FT/single; medians of {n} run(s) per configuration. 'paired': FT runs whose phase "
+          f"FT/single; medians of {n} run(s) per configuration; 'by rep': the median of the "
+          f"ratios of each repetition's own single and FT runs, which ran one after the other. 'paired': FT runs whose phase "
           f"ended while the pair was still paired (the FT figure comes from those; * = none did, "
           f"the figure is then not FT); log and lag from the status samples taken while paired.")
 
