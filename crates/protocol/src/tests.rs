@@ -402,8 +402,9 @@ fn test_lag_leaves_out_the_primarys_own_pause_until_the_backup_passes_it() {
     backup_at(&mut p, 0, 0);
     assert!(p.status().throttled);
 
-    // Paused for half a bound; the backup caught up to 0.4 bound meanwhile.
-    // Not yet in the primary's position: nothing changes.
+    // Paused for half a bound, which is not yet in the primary's position
+    // (it has executed nothing since): nothing changes. The backup reaches
+    // half a bound meanwhile.
     let effects = throttles(p.handle(50, Input::Paused { ticks: bound / 2 }));
     assert_eq!(effects, vec![]);
     let effects = backup_at(&mut p, 50, bound / 2);
