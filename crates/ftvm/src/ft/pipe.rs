@@ -19,6 +19,11 @@ pub const FRAME_OVERHEAD: usize = 25;
 #[derive(Default)]
 struct PipeState {
     buf: Vec<u8>,
+    /// A sent buffer handed back by the sender ([`LogPipe::recycle`]), which
+    /// becomes `buf` at the next [`LogPipe::take`]: the two buffers keep
+    /// their memory, so a busy log (disk read data) does not grow a fresh
+    /// buffer page by page every few milliseconds.
+    spare: Vec<u8>,
     header_written: bool,
     /// Frames written so far.
     entries: u64,
@@ -72,6 +77,7 @@ impl LogPipe {
         let mut s = lock(&self.state);
         s.broken = true;
         s.buf = Vec::new();
+        s.spare = Vec::new();
         self.cond.notify_all();
     }
 
@@ -93,7 +99,8 @@ impl LogPipe {
             }
             if !s.buf.is_empty() && (s.flush || s.closed || s.buf.len() >= self.capacity / 4) {
                 s.flush = false;
-                let out = std::mem::take(&mut s.buf);
+                let spare = std::mem::take(&mut s.spare);
+                let out = std::mem::replace(&mut s.buf, spare);
                 self.cond.notify_all();
                 return Some(out);
             }
@@ -108,6 +115,16 @@ impl LogPipe {
             if timeout.timed_out() && !s.buf.is_empty() {
                 s.flush = true;
             }
+        }
+    }
+
+    /// Sender side: hands back a buffer [`take`](Self::take) returned, once
+    /// sent, for reuse.
+    pub fn recycle(&self, mut sent: Vec<u8>) {
+        sent.clear();
+        let mut s = lock(&self.state);
+        if !s.broken && sent.capacity() > s.spare.capacity() {
+            s.spare = sent;
         }
     }
 
@@ -446,6 +463,28 @@ mod tests {
         pipe.close();
 
         assert_eq!(sender.join().expect("sender") as u64, written);
+    }
+
+    #[test]
+    fn test_recycled_buffers_take_turns_and_keep_their_memory() {
+        let pipe = LogPipe::new(1 << 20);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        let big = vec![7u8; 100_000];
+        let mut taken = Vec::new();
+        let mut sent = 0;
+        for i in 0..4 {
+            log.write(i, &Event::ConsoleInput { bytes: big.clone() })
+                .expect("frame");
+            pipe.flush();
+            let chunk = pipe.take(Duration::from_millis(1)).expect("data");
+            sent += chunk.len() as u64;
+            assert_eq!(sent, pipe.bytes());
+            taken.push(chunk.as_ptr());
+            pipe.recycle(chunk);
+        }
+
+        // One buffer is filled while the other is sent.
+        assert_eq!((taken[2], taken[3]), (taken[0], taken[1]));
     }
 
     #[test]

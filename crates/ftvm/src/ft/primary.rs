@@ -162,6 +162,7 @@ pub fn run(
                     sender_shared.channel_lost();
                     return;
                 }
+                sender_pipe.recycle(chunk);
             }
             let _ = out.flush();
         })?;
