@@ -110,6 +110,12 @@ pub trait OutputSink {
     fn hold(&self, slot: usize, request: BackendRequest);
     /// Called before the environment blocks waiting for an event.
     fn before_wait(&self);
+    /// A disk read of `len` bytes at `sector` went to the backend in `slot`.
+    fn read_submitted(&self, _slot: usize, _id: u64, _sector: u64, _len: u32) {}
+    /// The disk request `id` in `slot` completed, in the slice that began at
+    /// guest time `mtime` (the last time answer given); `data`: it is a read
+    /// that returned data.
+    fn block_completed(&self, _slot: usize, _id: u64, _mtime: u64, _data: bool) {}
 }
 
 /// Sending end for backends' completion callbacks.
@@ -183,6 +189,8 @@ pub struct LiveEnvironment {
     /// Time-base ticks added to the host clock (a backup going live
     /// continues the guest time it replayed).
     tick_offset: u64,
+    /// The last guest time answered (`now` or `idle`).
+    last_time: u64,
     quit: std::rc::Rc<std::cell::Cell<bool>>,
     /// The device tree's rng-seed, read from the host's entropy at start.
     seed: [u8; 32],
@@ -219,6 +227,7 @@ impl LiveEnvironment {
             outputs: None,
             in_flight: 0,
             tick_offset: 0,
+            last_time: 0,
             quit: Default::default(),
             seed,
         })
@@ -334,13 +343,15 @@ impl LiveEnvironment {
 
 impl Environment for LiveEnvironment {
     fn now(&mut self, _icount: u64) -> u64 {
-        self.ticks()
+        self.last_time = self.ticks();
+        self.last_time
     }
 
     fn idle(&mut self, _icount: u64, now: u64, deadline: Option<u64>) -> Option<u64> {
         self.poll();
         if !self.pending_input.is_empty() || !self.pending.is_empty() || self.quit.get() {
-            return Some(self.ticks());
+            self.last_time = self.ticks();
+            return Some(self.last_time);
         }
         let wait = match deadline {
             Some(d) => {
@@ -359,7 +370,8 @@ impl Environment for LiveEnvironment {
             // Nothing can send any more: the wait is a plain sleep.
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
-        Some(self.ticks())
+        self.last_time = self.ticks();
+        Some(self.last_time)
     }
 
     fn console_input(&mut self, _icount: u64, max: usize) -> Vec<u8> {
@@ -387,6 +399,13 @@ impl Environment for LiveEnvironment {
             self.in_flight += 1;
         }
         if let Some(sink) = &self.outputs {
+            if let BackendRequest::Block {
+                id,
+                op: BlockOp::Read { sector, len },
+            } = &request
+            {
+                sink.read_submitted(slot, *id, *sector, *len);
+            }
             if sink.is_output(slot, &request) {
                 sink.hold(slot, request);
                 return;
@@ -403,6 +422,14 @@ impl Environment for LiveEnvironment {
 
     fn completions(&mut self, _icount: u64) -> Vec<(usize, BackendCompletion)> {
         self.poll();
+        if let Some(sink) = &self.outputs {
+            for (slot, c) in &self.pending {
+                if let BackendCompletion::Block { id, status, data } = c {
+                    let data = *status == VIRTIO_BLK_S_OK && !data.is_empty();
+                    sink.block_completed(*slot, *id, self.last_time, data);
+                }
+            }
+        }
         std::mem::take(&mut self.pending)
     }
 }

@@ -608,12 +608,27 @@ fn wrote(text: &str) -> Vec<u64> {
 
 #[test]
 fn test_shared_disk_writes_survive_failover() {
+    shared_disk_writes_survive_failover("ftp5", &[]);
+}
+
+/// The same with the backup reading the shared disk itself (`--backup-reads`):
+/// it replays the guest's reads from the image while the primary writes to it.
+#[test]
+fn test_shared_disk_writes_survive_failover_with_backup_reads() {
+    shared_disk_writes_survive_failover("ftp7", &["--backup-reads"]);
+}
+
+/// A guest writes [`DISK_FILES`] files to an ext2 file system on the shared disk,
+/// the primary is killed after the 8th; the backup goes live and the guest
+/// finishes. Every file the guest reported written is on the image, which
+/// `e2fsck` finds clean. `ft_flags` go to both sides.
+fn shared_disk_writes_survive_failover(net_name: &str, ft_flags: &[&str]) {
     require_root();
     let e2fsck = require_tool("e2fsck", "e2fsprogs");
     let debugfs = require_tool("debugfs", "e2fsprogs");
     let images = common::guest_images();
     let dir = TempDir::new("ftpair-d");
-    let net = FtNetwork::new("ftp5");
+    let net = FtNetwork::new(net_name);
     let image = dir.path().join("shared.img");
     common::sparse_image(&image, 64 << 20);
     let mut vm = guest_args(
@@ -625,6 +640,7 @@ fn test_shared_disk_writes_survive_failover() {
         OsString::from("--disk"),
         format!("path={}", image.display()).into(),
     ]);
+    vm.extend(ft_flags.iter().map(OsString::from));
     let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
 
     pair.primary.console().wait_for_line("wrote 8", STEP_GUARD);
@@ -687,5 +703,69 @@ fn test_shared_disk_writes_survive_failover() {
             "file f{n} on the image differs from what the guest wrote: {:?}…",
             &content[..content.len().min(80)]
         );
+    }
+}
+
+/// Rounds of read-then-overwrite in [`rewrite_guest_cmd`].
+const REWRITE_ROUNDS: u32 = 40;
+
+/// Reads the first 64 KiB of the disk and overwrites them at once with content
+/// of its own, [`REWRITE_ROUNDS`] times, bypassing the guest's page cache, then
+/// prints the checksum of what is there and `rewrites done`.
+fn rewrite_guest_cmd() -> String {
+    format!(
+        "i=1; while [ $i -le {REWRITE_ROUNDS} ]; do \
+           dd if=/dev/vda of=/tmp/b bs=4k count=16 iflag=direct 2>/dev/null && \
+           {{ echo round $i; head -c 65000 /tmp/b; }} | head -c 65536 >/tmp/c && \
+           dd if=/tmp/c of=/dev/vda bs=64k count=1 oflag=direct conv=sync 2>/dev/null || echo failed $i; \
+           i=$((i+1)); \
+         done; dd if=/dev/vda bs=64k count=1 iflag=direct 2>/dev/null | md5sum; echo rewrites done"
+    )
+}
+
+/// With `--backup-reads` the backup reads the shared disk itself as it replays,
+/// while the primary writes to it: a write to sectors the guest has just read
+/// must not reach the disk before the backup has executed that read, or the
+/// backup reads the new data and diverges (it checks every read against the
+/// primary's hash). A guest that overwrites, round after round, exactly what
+/// it has just read: the backup follows the whole run and ends with it.
+#[test]
+fn test_backup_reads_follow_a_guest_that_overwrites_what_it_read() {
+    require_root();
+    let images = common::guest_images();
+    let dir = TempDir::new("ftpair-r");
+    let net = FtNetwork::new("ftp8");
+    let image = dir.path().join("shared.img");
+    common::sparse_image(&image, 16 << 20);
+    let mut vm = guest_args(
+        Some(&images.initrd),
+        "console=ttyS0 quiet",
+        Some(&rewrite_guest_cmd()),
+    );
+    vm.extend([
+        OsString::from("--disk"),
+        format!("path={}", image.display()).into(),
+        "--backup-reads".into(),
+    ]);
+    let Pair { primary, backup } = Pair::start(&net, &file_arbiter(dir.path()), &vm);
+
+    let (primary_status, primary_text) = primary.wait(STEP_GUARD);
+    let (backup_status, backup_text) = backup.wait(STEP_GUARD);
+
+    let text = format!("--- primary:\n{primary_text}\n--- backup:\n{backup_text}");
+    assert_eq!(
+        (
+            primary_status.and_then(|s| s.code()),
+            backup_status.and_then(|s| s.code())
+        ),
+        (Some(0), Some(0)),
+        "both sides' exits\n{text}"
+    );
+    assert!(
+        primary_text.contains("rewrites done") && !primary_text.contains("failed"),
+        "the guest's rounds\n{text}"
+    );
+    for said in [BACKUP_LIVE, PRIMARY_ALONE, "diverged"] {
+        assert!(!text.contains(said), "a side said `{said}`\n{text}");
     }
 }

@@ -17,7 +17,9 @@
 use crate::digest::Digest;
 use crate::{Environment, Machine, Step};
 use ftvm_devices::{BackendCompletion, BackendRequest};
-use ftvm_replay::{EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord};
+use ftvm_replay::{
+    hash_bytes, EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord,
+};
 use std::io::{Read, Write};
 
 /// Instructions between two state digests in a log.
@@ -47,6 +49,19 @@ pub enum ReplayError {
         /// Which parts differ (registers, CSRs, devices, RAM).
         parts: String,
     },
+    /// A disk read whose data the log leaves out ([`Event::ReadElided`]) could
+    /// not be read again, or read other data than the recording side did.
+    #[error("replay diverged at icount {icount}: disk read {id} in slot {slot}: {reason}")]
+    ElidedRead {
+        /// Where.
+        icount: u64,
+        /// The virtio slot.
+        slot: usize,
+        /// The read request's id.
+        id: u64,
+        /// What went wrong.
+        reason: String,
+    },
     /// The log ended before the run did.
     #[error("the log ends at icount {icount} before the recorded run ended")]
     LogEnded {
@@ -63,6 +78,8 @@ pub struct Recorder<'a, W: Write> {
     /// The highest icount logged: a reboot starts the hart's count again,
     /// while the log's icounts never go back (the replayer clamps the same way).
     last_icount: u64,
+    /// Log successful disk reads as [`Event::ReadElided`], without their data.
+    elide_reads: bool,
 }
 
 impl<'a, W: Write> Recorder<'a, W> {
@@ -73,7 +90,16 @@ impl<'a, W: Write> Recorder<'a, W> {
             log,
             error: None,
             last_icount: 0,
+            elide_reads: false,
         }
+    }
+
+    /// From now on, logs each disk read that completes with status OK as an
+    /// [`Event::ReadElided`] (its length and data hash) instead of a completion
+    /// carrying the data: for a replaying side that reads the same disk itself
+    /// ([`Replayer::completions_reading`]).
+    pub fn elide_read_data(&mut self) {
+        self.elide_reads = true;
     }
 
     fn put(&mut self, icount: u64, event: Event) {
@@ -168,10 +194,24 @@ impl<W: Write> Environment for Recorder<'_, W> {
     fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
         let done = self.inner.completions(icount);
         for (slot, completion) in &done {
-            // Encoded from the borrowed completion: its data is not copied.
-            self.put_with(icount, |log, icount| {
-                log.write_completion(icount, *slot as u8, completion)
-            });
+            match completion {
+                // Only a read that succeeded carries data.
+                BackendCompletion::Block { id, status, data }
+                    if self.elide_reads && *status == 0 && !data.is_empty() =>
+                {
+                    let event = Event::ReadElided {
+                        slot: *slot as u8,
+                        id: *id,
+                        len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                        hash: hash_bytes(data),
+                    };
+                    self.put(icount, event);
+                }
+                // Encoded from the borrowed completion: its data is not copied.
+                _ => self.put_with(icount, |log, icount| {
+                    log.write_completion(icount, *slot as u8, completion)
+                }),
+            }
         }
         done
     }
@@ -219,6 +259,7 @@ fn describe(entry: &Option<Entry>) -> String {
                     &submit
                 }
                 Event::Completion { .. } => "a backend completion",
+                Event::ReadElided { .. } => "a disk read completion without its data",
                 Event::Digest { .. } => "a state digest",
                 Event::End { .. } => "the end of the run",
             };
@@ -333,29 +374,94 @@ impl<R: Read> Replayer<R> {
     }
 
     /// The next completion if it is due at `icount`, moved out of the log
-    /// entry (its data is not copied).
-    fn take_completion(&mut self, icount: u64) -> Option<(usize, BackendCompletion)> {
+    /// entry (its data is not copied). A read logged without its data
+    /// ([`Event::ReadElided`]) is read again with `read(slot, id, len)` and
+    /// checked against the logged hash; `None` (and the replay's error) if
+    /// that fails.
+    fn take_completion(
+        &mut self,
+        icount: u64,
+        read: &mut dyn FnMut(usize, u64, u32) -> Result<Vec<u8>, String>,
+    ) -> Option<(usize, BackendCompletion)> {
         let icount = icount.max(self.last_icount);
         self.load();
         match &self.next {
             Some(Entry {
                 icount: at,
-                event: Event::Completion { .. },
+                event: Event::Completion { .. } | Event::ReadElided { .. },
                 ..
             }) if *at == icount => {}
             _ => return None,
         }
-        let Some(Entry {
-            event: Event::Completion { slot, completion },
-            ..
-        }) = self.next.take()
-        else {
-            return None;
+        let done = match self.next.take() {
+            Some(Entry {
+                event: Event::Completion { slot, completion },
+                ..
+            }) => (usize::from(slot), completion),
+            Some(Entry {
+                event:
+                    Event::ReadElided {
+                        slot,
+                        id,
+                        len,
+                        hash,
+                    },
+                ..
+            }) => {
+                let slot = usize::from(slot);
+                let fail = |reason: String| ReplayError::ElidedRead {
+                    icount,
+                    slot,
+                    id,
+                    reason,
+                };
+                let data = match read(slot, id, len) {
+                    Ok(data) => data,
+                    Err(why) => {
+                        self.error = Some(fail(why));
+                        return None;
+                    }
+                };
+                let found = hash_bytes(&data);
+                if data.len() != len as usize || found != hash {
+                    self.error = Some(fail(format!(
+                        "the primary read {len} bytes with hash {hash:#018x}, this side read {} bytes with hash {found:#018x}",
+                        data.len()
+                    )));
+                    return None;
+                }
+                (
+                    slot,
+                    BackendCompletion::Block {
+                        id,
+                        status: 0,
+                        data,
+                    },
+                )
+            }
+            _ => return None,
         };
         self.last_icount = icount;
         self.stats.entries += 1;
         self.consume();
-        Some((usize::from(slot), completion))
+        Some(done)
+    }
+
+    /// The completions due at `icount`, reading the data of each read that
+    /// the log leaves out ([`Event::ReadElided`]) with `read(slot, id, len)`,
+    /// which returns the bytes the request reads from this side's disk. Data
+    /// that differs from what was recorded stops the replay with
+    /// [`ReplayError::ElidedRead`].
+    pub fn completions_reading(
+        &mut self,
+        icount: u64,
+        read: &mut dyn FnMut(usize, u64, u32) -> Result<Vec<u8>, String>,
+    ) -> Vec<(usize, BackendCompletion)> {
+        let mut done = Vec::new();
+        while let Some(c) = self.take_completion(icount, read) {
+            done.push(c);
+        }
+        done
     }
 
     /// The error that stopped the replay, if any.
@@ -491,11 +597,13 @@ impl<R: Read> Environment for Replayer<R> {
     }
 
     fn completions(&mut self, icount: u64) -> Vec<(usize, BackendCompletion)> {
-        let mut done = Vec::new();
-        while let Some(c) = self.take_completion(icount) {
-            done.push(c);
-        }
-        done
+        self.completions_reading(icount, &mut |_, _, _| {
+            Err(
+                "the log leaves the data of this read out (it was recorded by an FT primary \
+                 with --backup-reads), and a replay from the log alone cannot read it"
+                    .to_string(),
+            )
+        })
     }
 }
 
@@ -677,6 +785,123 @@ mod tests {
         );
         // The 512-byte completion is in the log; the 4096 bytes written are not.
         assert!(log.len() < 1024, "{} bytes", log.len());
+    }
+
+    /// Records a read in slot 0 (request 3) at icount 100 and its completion
+    /// (512 bytes of 0x5A) at 200, with read data left out of the log.
+    fn recorded_elided_read() -> Vec<u8> {
+        let mut host = Host::default();
+        let log = LogWriter::new(Vec::new(), &Header::new(Vec::new())).expect("header");
+        let mut recorder = Recorder::new(&mut host, log);
+        recorder.elide_read_data();
+        let read = BackendRequest::Block {
+            id: 3,
+            op: BlockOp::Read {
+                sector: 8,
+                len: 512,
+            },
+        };
+        recorder.submit(100, 0, read);
+        let done = recorder.completions(200);
+        assert_eq!(
+            done,
+            vec![(
+                0,
+                BackendCompletion::Block {
+                    id: 3,
+                    status: 0,
+                    data: vec![0x5A; 512],
+                }
+            )],
+            "the machine still gets the data"
+        );
+        recorder.finish().expect("log").into_inner()
+    }
+
+    #[test]
+    fn test_recorder_eliding_reads_logs_length_and_hash_instead_of_the_data() {
+        let log = recorded_elided_read();
+
+        let (_, entries) = decode_all(&log).expect("log");
+
+        assert_eq!(
+            (entries[1].icount, &entries[1].event),
+            (
+                200,
+                &Event::ReadElided {
+                    slot: 0,
+                    id: 3,
+                    len: 512,
+                    hash: hash_bytes(&[0x5A; 512]),
+                }
+            )
+        );
+        assert!(log.len() < 200, "{} bytes", log.len());
+    }
+
+    #[test]
+    fn test_replayer_reads_an_elided_read_again_and_gives_the_completion_back() {
+        let log = recorded_elided_read();
+        let mut r = replayer(&log);
+        let mut asked = Vec::new();
+        r.take(100, |e| matches!(e, Event::Submit { .. }).then_some(()));
+
+        let done = r.completions_reading(200, &mut |slot, id, len| {
+            asked.push((slot, id, len));
+            Ok(vec![0x5A; 512])
+        });
+
+        assert!(r.error().is_none(), "{:?}", r.error());
+        assert_eq!(asked, vec![(0, 3, 512)]);
+        assert_eq!(
+            done,
+            vec![(
+                0,
+                BackendCompletion::Block {
+                    id: 3,
+                    status: 0,
+                    data: vec![0x5A; 512],
+                }
+            )]
+        );
+        assert!(r.exhausted());
+    }
+
+    #[test]
+    fn test_replayer_reports_an_elided_read_that_reads_other_data() {
+        let log = recorded_elided_read();
+        let mut r = replayer(&log);
+        r.take(100, |e| matches!(e, Event::Submit { .. }).then_some(()));
+
+        let done = r.completions_reading(200, &mut |_, _, _| Ok(vec![0; 512]));
+
+        assert!(done.is_empty());
+        assert_eq!(
+            r.error().expect("a divergence").to_string(),
+            format!(
+                "replay diverged at icount 200: disk read 3 in slot 0: the primary read 512 \
+                 bytes with hash {:#018x}, this side read 512 bytes with hash {:#018x}",
+                hash_bytes(&[0x5A; 512]),
+                hash_bytes(&[0; 512]),
+            )
+        );
+    }
+
+    #[test]
+    fn test_replay_from_the_log_alone_refuses_an_elided_read_by_name() {
+        let log = recorded_elided_read();
+        let mut r = replayer(&log);
+        r.take(100, |e| matches!(e, Event::Submit { .. }).then_some(()));
+
+        let done = r.completions(200);
+
+        assert!(done.is_empty());
+        let message = r.error().expect("an error").to_string();
+        assert!(
+            message.starts_with("replay diverged at icount 200: disk read 3 in slot 0: ")
+                && message.contains("--backup-reads"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Event::RngSeed { .. } => "rng-seed",
             Event::Submit { .. } => "submit",
             Event::Completion { .. } => "completion",
+            Event::ReadElided { .. } => "read-elided",
             Event::Digest { .. } => "digest",
             Event::End { .. } => "end",
         };

@@ -92,6 +92,21 @@ pub enum Event {
         /// The completion.
         completion: BackendCompletion,
     },
+    /// A disk read that completed with status OK at this icount, its data left
+    /// out of the log: the replaying side reads the same sectors itself, from the
+    /// disk it shares with the recording side, and checks what it read against
+    /// `hash` (an FT primary with `--backup-reads`, after Scales et al. 2010,
+    /// §4.2). A reader with no such disk cannot replay it.
+    ReadElided {
+        /// The virtio slot.
+        slot: u8,
+        /// The read request's id.
+        id: u64,
+        /// Bytes read.
+        len: u32,
+        /// [`hash_bytes`] of the bytes read.
+        hash: u64,
+    },
     /// A digest of the machine's state (RAM, CPU, devices) at this icount.
     Digest {
         /// The digest.
@@ -241,6 +256,7 @@ pub(crate) mod kind {
     pub(crate) const COMPLETION: u8 = 7;
     pub(crate) const DIGEST: u8 = 8;
     pub(crate) const END: u8 = 9;
+    pub(crate) const READ_ELIDED: u8 = 10;
 }
 
 // Tags inside payloads.
@@ -283,6 +299,7 @@ impl Event {
             Event::RngSeed { .. } => kind::RNG_SEED,
             Event::Submit { .. } => kind::SUBMIT,
             Event::Completion { .. } => kind::COMPLETION,
+            Event::ReadElided { .. } => kind::READ_ELIDED,
             Event::Digest { .. } => kind::DIGEST,
             Event::End { .. } => kind::END,
         }
@@ -306,6 +323,17 @@ impl Event {
             }
             Event::Completion { slot, completion } => {
                 encode_completion_payload(out, *slot, completion)?;
+            }
+            Event::ReadElided {
+                slot,
+                id,
+                len,
+                hash,
+            } => {
+                out.push(*slot);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&hash.to_le_bytes());
             }
             Event::Digest { digest } => out.extend_from_slice(digest),
             Event::End { status } => match status {
@@ -353,6 +381,12 @@ impl Event {
             kind::COMPLETION => Event::Completion {
                 slot: d.u8()?,
                 completion: decode_completion(&mut d)?,
+            },
+            kind::READ_ELIDED => Event::ReadElided {
+                slot: d.u8()?,
+                id: d.u64()?,
+                len: d.u32()?,
+                hash: d.u64()?,
             },
             kind::DIGEST => Event::Digest { digest: d.array()? },
             kind::END => Event::End {

@@ -23,7 +23,7 @@
 //! +---------+---------+---------+------+-----------------+----------+
 //! | len     | seq     | icount  | kind | payload         | crc32c   |
 //! | u32     | u64     | u64     | u8   | len bytes       | u32      |
-//! | payload | 0,1,2,..| never   | 1..9 | kind-specific   | seq..payload
+//! | payload | 0,1,2,..| never   | 1..10| kind-specific   | seq..payload
 //! | length  | no gaps | goes back      |                 |          |
 //! +---------+---------+---------+------+-----------------+----------+
 //! ```
@@ -48,6 +48,7 @@
 //! | 7    | `Completion`   | `slot: u8`, completion (below) |
 //! | 8    | `Digest`       | `digest: [u8; 32]` |
 //! | 9    | `End`          | tag 0, `status: u32` (power off) \| 1 stuck \| 2 stopped \| 3 reboot |
+//! | 10   | `ReadElided`   | `slot: u8`, `id: u64`, `len: u32`, `hash: u64` |
 //!
 //! Request (a [`SubmitRecord`]): tag 0 block, `id: u64`, op: (0 read, `sector:
 //! u64`, `len: u32` \| 1 write, `sector: u64`, `len: u32`, `hash: u64` \| 2 flush

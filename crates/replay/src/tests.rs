@@ -172,6 +172,15 @@ fn every_event() -> Vec<(u64, Event)> {
                 },
             },
         ),
+        (
+            18,
+            Event::ReadElided {
+                slot: 0,
+                id: 6,
+                len: 4096,
+                hash: u64::MAX,
+            },
+        ),
         (19, Event::Digest { digest: [0x5A; 32] }),
         (
             20,
@@ -468,6 +477,22 @@ fn test_golden_completion_entropy() {
         0x02, 0x00, 0x00, 0x00,                         // data length: 2
         0x99, 0x88,                                     // data
         0x04, 0xD3, 0x46, 0x91,                         // crc32c of seq..payload
+    ]);
+}
+
+#[rustfmt::skip]
+#[test]
+fn test_golden_read_elided() {
+    assert_golden(Event::ReadElided { slot: 3, id: 7, len: 512, hash: 0x0123_4567_89AB_CDEF }, &[
+        0x15, 0x00, 0x00, 0x00,                         // len: 21
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // seq: 0
+        0x34, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // icount: 0x1234
+        0x0A,                                           // kind: ReadElided
+        0x03,                                           // slot: 3
+        0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // id: 7
+        0x00, 0x02, 0x00, 0x00,                         // len: 512
+        0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, // hash: 0x0123456789abcdef
+        0x97, 0xE4, 0x33, 0xFC,                         // crc32c of seq..payload
     ]);
 }
 

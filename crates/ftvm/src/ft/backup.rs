@@ -47,13 +47,17 @@ enum Resend {
     Console(Vec<u8>),
 }
 
+/// Requests submitted and not completed yet, by (slot, id): the order they
+/// were submitted in, and the slot and request.
+type Outstanding = BTreeMap<(usize, u64), (u64, (usize, BackendRequest))>;
+
 /// The backup's side of the event boundary.
 pub struct BackupEnvironment {
     replayer: Replayer<std::io::BufReader<super::pipe::InboundReader>>,
     live: LiveEnvironment,
     is_live: bool,
     /// Requests submitted and not completed yet, by (slot, id), in order.
-    outstanding: BTreeMap<(usize, u64), (u64, (usize, BackendRequest))>,
+    outstanding: Outstanding,
     order: u64,
     /// Outputs after the primary's last reported release.
     resend: VecDeque<(u64, Resend)>,
@@ -230,7 +234,15 @@ impl Environment for BackupEnvironment {
         if self.switch(icount) {
             return self.live.completions(icount);
         }
-        let done = self.replayer.completions(icount);
+        // A read the primary logged without its data is read here, from the
+        // shared disk, as the replay reaches its completion.
+        let outstanding = &self.outstanding;
+        let live = &mut self.live;
+        let done = self
+            .replayer
+            .completions_reading(icount, &mut |slot, id, len| {
+                read_again(live, outstanding, slot, id, len)
+            });
         for (slot, c) in &done {
             let id = match c {
                 BackendCompletion::Block { id, .. } | BackendCompletion::Entropy { id, .. } => *id,
@@ -240,6 +252,46 @@ impl Environment for BackupEnvironment {
         }
         done
     }
+}
+
+/// Performs the read `id` in `slot` (a request the replayed machine made,
+/// still outstanding) on this side's disk and returns its data.
+fn read_again(
+    live: &mut LiveEnvironment,
+    outstanding: &Outstanding,
+    slot: usize,
+    id: u64,
+    len: u32,
+) -> Result<Vec<u8>, String> {
+    let Some((_, (_, request))) = outstanding.get(&(slot, id)) else {
+        return Err(format!(
+            "the primary logged the completion of a {len}-byte read this side never saw requested"
+        ));
+    };
+    if !matches!(
+        request,
+        BackendRequest::Block {
+            op: BlockOp::Read { .. },
+            ..
+        }
+    ) {
+        return Err("the request with this id is not a read".to_string());
+    }
+    // A read of the shared disk that fails is tried again: the primary's
+    // succeeded, so the data is there.
+    let mut last = String::new();
+    for _ in 0..3 {
+        match live.perform_now(slot, request.clone(), Duration::from_secs(60)) {
+            Some(BackendCompletion::Block {
+                status: 0, data, ..
+            }) => return Ok(data),
+            Some(BackendCompletion::Block { status, .. }) => {
+                last = format!("this side's read of the shared disk failed (status {status})")
+            }
+            _ => last = "this side's read of the shared disk did not complete in 60 s".to_string(),
+        }
+    }
+    Err(last)
 }
 
 /// Sends RARP announcements of each guest MAC through its TAP, as QEMU

@@ -7,12 +7,20 @@
 //! order they were produced. Disk reads and entropy requests are not
 //! outputs and go at once (the block model never has a read in flight that
 //! overlaps a write in flight, so a read overtaking a held write is safe).
+//!
+//! With backup reads (`--backup-reads`), the backup reads the shared disk
+//! itself when it replays a read's completion, so a write to sectors that a
+//! read before it touched must not reach the disk before the backup has
+//! executed that read (Scales et al. 2010, §4.2): such a write is also held
+//! until the backup reports a guest time beyond the slice in which the read
+//! completed. The backup reports its time at the start of each slice, so a
+//! time beyond that slice's means the slice, and the read, are behind it.
 
 use super::lock;
 use super::pipe::LogPipe;
 use crate::live::{Backends, OutputSink};
 use ftvm_devices::{BackendRequest, BlockOp};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Something held for the output rule.
@@ -22,12 +30,46 @@ enum Output {
     Request(usize, BackendRequest),
 }
 
+/// An output and what it waits for.
+#[derive(Debug)]
+struct Held {
+    /// Log entries the backup must have received.
+    tag: u64,
+    /// A guest time the backup must have executed beyond (a write after a
+    /// read of the same sectors that the backup performs itself).
+    after_time: Option<u64>,
+    output: Output,
+}
+
+/// A disk read the backup performs itself: `slot`, sectors `start..end`.
+#[derive(Clone, Copy, Debug)]
+struct Read {
+    slot: usize,
+    start: u64,
+    end: u64,
+}
+
 struct GateState {
-    held: VecDeque<(u64, Output)>,
+    held: VecDeque<Held>,
     held_bytes: usize,
     released: u64,
     /// Alone: no backup to wait for.
     open: bool,
+    /// Backup reads: reads handed to the backend, by (slot, id).
+    reads_in_flight: BTreeMap<(usize, u64), Read>,
+    /// Backup reads: reads completed in the slice that began at the guest
+    /// time given, which the backup may not have executed yet, oldest first.
+    reads_done: VecDeque<(u64, Read)>,
+    /// The guest time the backup last reported it had executed up to.
+    backup_time: u64,
+}
+
+impl GateState {
+    /// Whether `held` may go out now.
+    fn may_go(&self, held: &Held) -> bool {
+        self.open
+            || (held.tag <= self.released && held.after_time.is_none_or(|t| self.backup_time > t))
+    }
 }
 
 /// Where console output goes.
@@ -41,16 +83,20 @@ pub struct OutputGate {
     console: Mutex<ConsoleOut>,
     /// Disk writes are outputs (the disk is shared with the backup).
     shared_disk: bool,
+    /// The backup reads the shared disk itself: writes wait for its reads.
+    backup_reads: bool,
 }
 
 impl OutputGate {
     /// A closed gate in front of `backends` and `console`, tagging with
-    /// `pipe`'s entry count.
+    /// `pipe`'s entry count. `backup_reads`: the backup reads the shared
+    /// disk itself (only with `shared_disk`).
     pub fn new(
         pipe: Arc<LogPipe>,
         backends: Arc<Backends>,
         console: ConsoleOut,
         shared_disk: bool,
+        backup_reads: bool,
     ) -> Arc<OutputGate> {
         Arc::new(OutputGate {
             state: Mutex::new(GateState {
@@ -58,11 +104,15 @@ impl OutputGate {
                 held_bytes: 0,
                 released: 0,
                 open: false,
+                reads_in_flight: BTreeMap::new(),
+                reads_done: VecDeque::new(),
+                backup_time: 0,
             }),
             pipe,
             backends,
             console: Mutex::new(console),
             shared_disk,
+            backup_reads: shared_disk && backup_reads,
         })
     }
 
@@ -81,10 +131,34 @@ impl OutputGate {
     fn put(&self, output: Output) {
         let tag = self.pipe.entries();
         let mut s = lock(&self.state);
-        if s.held.is_empty() && (s.open || tag <= s.released) {
-            self.perform(output);
+        let after_time = match &output {
+            Output::Request(slot, BackendRequest::Block { op, .. }) if self.backup_reads => {
+                written_sectors(op).and_then(|(start, end)| {
+                    let backup_time = s.backup_time;
+                    s.reads_done
+                        .iter()
+                        .filter(|(time, r)| {
+                            *time >= backup_time
+                                && r.slot == *slot
+                                && r.start < end
+                                && start < r.end
+                        })
+                        .map(|(time, _)| *time)
+                        .max()
+                })
+            }
+            _ => None,
+        };
+        let held = Held {
+            tag,
+            after_time,
+            output,
+        };
+        if s.held.is_empty() && s.may_go(&held) {
+            self.perform(held.output);
             return;
         }
+        let output = held.output;
         s.held_bytes += match &output {
             Output::Console(b) => b.len(),
             Output::Request(_, BackendRequest::NetTx { frame }) => frame.len(),
@@ -97,7 +171,11 @@ impl OutputGate {
             ) => data.len(),
             Output::Request(..) => 0,
         };
-        s.held.push_back((tag, output));
+        s.held.push_back(Held {
+            tag,
+            after_time,
+            output,
+        });
         drop(s);
         // Queuing an output forces a prompt flush of the log.
         self.pipe.flush();
@@ -114,9 +192,31 @@ impl OutputGate {
     pub fn release(&self, upto: u64) {
         let mut s = lock(&self.state);
         s.released = s.released.max(upto);
-        while s.held.front().is_some_and(|(tag, _)| *tag <= s.released) {
-            if let Some((_, output)) = s.held.pop_front() {
-                self.perform(output);
+        self.let_out(&mut s);
+    }
+
+    /// The backup reports it has executed up to guest time `mtime`: reads
+    /// it performed itself before that no longer hold writes back.
+    pub fn backup_executed(&self, mtime: u64) {
+        if !self.backup_reads {
+            return;
+        }
+        let mut s = lock(&self.state);
+        if mtime <= s.backup_time {
+            return;
+        }
+        s.backup_time = mtime;
+        while s.reads_done.front().is_some_and(|(time, _)| *time < mtime) {
+            s.reads_done.pop_front();
+        }
+        self.let_out(&mut s);
+    }
+
+    /// Performs the held outputs at the front that may go, in order.
+    fn let_out(&self, s: &mut GateState) {
+        while s.held.front().is_some_and(|h| s.may_go(h)) {
+            if let Some(h) = s.held.pop_front() {
+                self.perform(h.output);
             }
         }
         if s.held.is_empty() {
@@ -129,16 +229,30 @@ impl OutputGate {
     pub fn open(&self) {
         let mut s = lock(&self.state);
         s.open = true;
-        while let Some((_, output)) = s.held.pop_front() {
-            self.perform(output);
+        while let Some(h) = s.held.pop_front() {
+            self.perform(h.output);
         }
         s.held_bytes = 0;
+        s.reads_in_flight.clear();
+        s.reads_done.clear();
     }
 
     /// Outputs held now, and their bytes.
     pub fn held(&self) -> (usize, usize) {
         let s = lock(&self.state);
         (s.held.len(), s.held_bytes)
+    }
+}
+
+/// The sectors `start..end` a block operation changes, if any.
+fn written_sectors(op: &BlockOp) -> Option<(u64, u64)> {
+    match op {
+        BlockOp::Write { sector, data } => Some((
+            *sector,
+            sector.saturating_add((data.len() as u64).div_ceil(512)),
+        )),
+        BlockOp::Discard { sector, sectors } => Some((*sector, sector.saturating_add(*sectors))),
+        BlockOp::Read { .. } | BlockOp::Flush => None,
     }
 }
 
@@ -163,6 +277,37 @@ impl OutputSink for OutputGate {
     fn before_wait(&self) {
         self.pipe.flush();
     }
+
+    fn read_submitted(&self, slot: usize, id: u64, sector: u64, len: u32) {
+        if !self.backup_reads {
+            return;
+        }
+        let mut s = lock(&self.state);
+        if s.open {
+            return;
+        }
+        let end = sector.saturating_add(u64::from(len).div_ceil(512));
+        s.reads_in_flight.insert(
+            (slot, id),
+            Read {
+                slot,
+                start: sector,
+                end,
+            },
+        );
+    }
+
+    fn block_completed(&self, slot: usize, id: u64, mtime: u64, data: bool) {
+        if !self.backup_reads {
+            return;
+        }
+        let mut s = lock(&self.state);
+        if let Some(read) = s.reads_in_flight.remove(&(slot, id)) {
+            if data && !s.open {
+                s.reads_done.push_back((mtime, read));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +328,7 @@ mod tests {
             pipe,
             Arc::new(Backends::default()),
             Box::new(move |b: &[u8]| sink.lock().expect("lock").extend_from_slice(b)),
+            true,
             true,
         );
         (gate, seen, log)
@@ -222,6 +368,86 @@ mod tests {
 
         assert_eq!(seen.lock().expect("lock").clone(), b"xyz".to_vec());
         assert_eq!(gate.held(), (0, 0));
+    }
+
+    fn disk_write(sector: u64, len: usize) -> BackendRequest {
+        BackendRequest::Block {
+            id: 9,
+            op: BlockOp::Write {
+                sector,
+                data: vec![1; len],
+            },
+        }
+    }
+
+    /// A gate whose backup has the log (two entries) and has read sectors
+    /// 8..16 itself in the slice of guest time 100.
+    fn gate_after_a_backup_read() -> Arc<OutputGate> {
+        let (gate, _, mut log) = gate();
+        gate.read_submitted(0, 1, 8, 4096);
+        log.write(0, &Event::Now { mtime: 100 }).expect("frame");
+        gate.block_completed(0, 1, 100, true);
+        log.write(0, &Event::Now { mtime: 101 }).expect("frame");
+        gate.release(2);
+        gate.backup_executed(50);
+        gate
+    }
+
+    #[test]
+    fn test_write_over_a_read_the_backup_has_not_executed_waits_for_it() {
+        let gate = gate_after_a_backup_read();
+
+        gate.hold(0, disk_write(15, 1024));
+        gate.release(2);
+        let after_ack = gate.held().0;
+        gate.backup_executed(100);
+        let at_the_reads_slice = gate.held().0;
+        gate.backup_executed(101);
+        let past_it = gate.held().0;
+
+        assert_eq!((after_ack, at_the_reads_slice, past_it), (1, 1, 0));
+    }
+
+    #[test]
+    fn test_write_beside_a_read_or_in_another_slot_waits_for_the_ack_alone() {
+        let gate = gate_after_a_backup_read();
+
+        gate.hold(0, disk_write(16, 512));
+        gate.hold(0, disk_write(0, 4096));
+        gate.hold(1, disk_write(8, 512));
+
+        assert_eq!(gate.held().0, 0);
+    }
+
+    #[test]
+    fn test_held_write_keeps_later_outputs_behind_it_and_open_lets_all_out() {
+        let gate = gate_after_a_backup_read();
+
+        gate.hold(0, disk_write(8, 512));
+        gate.console(b"x".to_vec());
+        gate.release(2);
+        let held = gate.held().0;
+        gate.open();
+
+        assert_eq!((held, gate.held().0), (2, 0));
+    }
+
+    #[test]
+    fn test_without_backup_reads_a_read_holds_nothing_back() {
+        let pipe = LogPipe::new(1 << 20);
+        let gate = OutputGate::new(
+            pipe,
+            Arc::new(Backends::default()),
+            Box::new(|_: &[u8]| {}),
+            true,
+            false,
+        );
+        gate.read_submitted(0, 1, 8, 4096);
+        gate.block_completed(0, 1, 100, true);
+
+        gate.hold(0, disk_write(8, 512));
+
+        assert_eq!(gate.held().0, 0);
     }
 
     #[test]

@@ -50,6 +50,14 @@ pub struct FtArgs {
     /// writes too) instead of sharing them (only the live primary writes).
     #[arg(long)]
     pub non_shared_disk: bool,
+    /// Primary: leave disk read data out of the log; the backup reads the
+    /// same sectors from the shared disk itself and checks them against a
+    /// hash (far less logging traffic for guests that read a lot). A write
+    /// to sectors an earlier read touched then waits until the backup has
+    /// executed that read. Only with a shared disk; the backup follows
+    /// what the log holds either way.
+    #[arg(long, conflicts_with = "non_shared_disk")]
+    pub backup_reads: bool,
     /// A Unix socket for `ftvm status`.
     #[arg(long)]
     pub control: Option<std::path::PathBuf>,

@@ -92,6 +92,7 @@ pub fn run(
         backends,
         Box::new(move |bytes: &[u8]| super::lock(&gate_console).write(bytes)),
         !args.non_shared_disk,
+        args.backup_reads,
     );
     env.set_output_sink(gate.clone());
 
@@ -169,11 +170,17 @@ pub fn run(
     // Acknowledgements.
     let mut acks = stream;
     let ack_shared = shared.clone();
+    let ack_gate = gate.clone();
     std::thread::Builder::new()
         .name("log-acks".into())
         .spawn(move || loop {
             match read_message(&mut acks) {
-                Ok(m) => ack_shared.feed(Input::Message(m)),
+                Ok(m) => {
+                    if let Message::Ack { mtime, .. } = m {
+                        ack_gate.backup_executed(mtime);
+                    }
+                    ack_shared.feed(Input::Message(m));
+                }
                 Err(_) => {
                     ack_shared.channel_lost();
                     return;
@@ -185,7 +192,15 @@ pub fn run(
     let quit = env.quit_flag();
     let max_pause = Duration::from_millis(args.max_lag_ms.max(1));
     let result = run_vcpu(
-        config, &mut env, log, &shared, &gate, &pipe, &quit, max_pause,
+        config,
+        &mut env,
+        log,
+        &shared,
+        &gate,
+        &pipe,
+        &quit,
+        max_pause,
+        args.backup_reads,
     );
     let console_restore = console.clone();
     super::lock(&console_restore).restore();
@@ -203,8 +218,14 @@ fn run_vcpu(
     pipe: &Arc<LogPipe>,
     quit: &std::rc::Rc<std::cell::Cell<bool>>,
     max_pause: Duration,
+    backup_reads: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut recorder = Recorder::new(env, log);
+    if backup_reads {
+        // The backup reads the shared disk itself (the gate orders writes
+        // after the reads it has not executed yet).
+        recorder.elide_read_data();
+    }
     let mut machine = Machine::new(config, &mut recorder)?;
     // Paired: record.
     let outcome = loop {
