@@ -19,7 +19,8 @@
 #   NET_MB        MiB per TCP direction (default 32); NET_TIMEOUT bound per direction (60 s)
 #   FAILOVER_N    failovers (default 3); KILL_AFTER seconds of ticks before the
 #                 SIGKILL (default 3); TICK_MS period of the guest's lines (default 10)
-#   WORKLOADS     default "cpu disk net failover"
+#   WORKLOADS     default "cpu disk disk-br net failover" (disk-br: the disk workload
+#                 with the primary given --backup-reads)
 #   FT_ARGS       extra flags for both sides of the pair (default none: the defaults,
 #                 heartbeat 50 ms, timeout 400 ms, max lag 100 ms, 8M log buffer)
 #   SAMPLE_S      status sampling period (default 0.5)
@@ -47,7 +48,7 @@ fi
 export N=${N:-1} INT_WORK=${INT_WORK:-4000} DISK_MB=${DISK_MB:-128}
 export NET_MB=${NET_MB:-32} NET_TIMEOUT=${NET_TIMEOUT:-60}
 export FAILOVER_N=${FAILOVER_N:-3} KILL_AFTER=${KILL_AFTER:-3} TICK_MS=${TICK_MS:-10}
-export WORKLOADS=${WORKLOADS:-cpu disk net failover}
+export WORKLOADS=${WORKLOADS:-cpu disk disk-br net failover}
 export FT_ARGS=${FT_ARGS:-} SAMPLE_S=${SAMPLE_S:-0.5}
 export CMDLINE=${CMDLINE:-console=ttyS0 quiet cryptomgr.notests=1}
 export MEM=${MEM:-512M} RUN_TIMEOUT=${RUN_TIMEOUT:-600}

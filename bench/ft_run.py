@@ -87,7 +87,7 @@ def guest_cmd(workload):
         return (UP + "echo FTMARK cpu-begin $(up); "
                 f"/bench/intbench {INT_WORK}; "
                 "echo FTMARK cpu-end $(up) $?")
-    if workload == "disk":
+    if workload in ("disk", "disk-br"):
         return (UP + "echo FTMARK write-begin $(up); "
                 f"dd if=/dev/zero of=/dev/vda bs=1M count={DISK_MB} oflag=direct conv=fsync 2>/dev/null; "
                 "echo FTMARK write-end $(up) $?; "
@@ -116,6 +116,10 @@ PHASES = {
     "cpu": {"cpu": ("cpu-begin", "cpu-end", None)},
     "disk": {"disk_write": ("write-begin", "write-end", DISK_MB << 20),
              "disk_read": ("read-begin", "read-end", DISK_MB << 20)},
+    # The same guest work, the primary with --backup-reads (the backup reads the
+    # shared disk itself; no read data in the log).
+    "disk-br": {"disk_write_br": ("write-begin", "write-end", DISK_MB << 20),
+                "disk_read_br": ("read-begin", "read-end", DISK_MB << 20)},
     # The net phases are timed by io_run.Net on the host; the markers bound the samples.
     "net": {"net_host_to_guest": ("rx-listen", "rx-done", NET_MB << 20),
             "net_guest_to_host": ("tx-begin", "tx-done", NET_MB << 20)},
@@ -280,7 +284,7 @@ def free_port():
 def vm_args(workload, side, tmp):
     args = ["--initrd", INITRD, "--cmdline", CMDLINE, "--memory", MEM,
             "--guest-cmd", guest_cmd(workload)]
-    if workload == "disk":
+    if workload in ("disk", "disk-br"):
         # One image for the pair: the disk is shared, only the live primary writes.
         args += ["--disk", f"path={os.path.join(tmp, 'disk.img')}"]
     if workload == "net":
@@ -288,10 +292,11 @@ def vm_args(workload, side, tmp):
     return args
 
 
-def ft_args(tmp, port, role):
+def ft_args(tmp, port, role, workload=None):
     peer = ["--listen" if role == "primary" else "--peer", f"127.0.0.1:{port}"]
+    extra = ["--backup-reads"] if workload == "disk-br" and role == "primary" else []
     return peer + ["--arbiter", f"file={os.path.join(tmp, 'arbiter')}",
-                   "--control", os.path.join(tmp, f"{role}.sock")] + FT_ARGS
+                   "--control", os.path.join(tmp, f"{role}.sock")] + FT_ARGS + extra
 
 
 # --- One measured run ----------------------------------------------------------------
@@ -302,7 +307,7 @@ def run_once(workload, config, rep):
     tag = f"ft-{workload}-{config}-{rep}"
     rec = {"workload": workload, "config": config, "rep": rep, "errors": []}
     err = rec["errors"].append
-    if workload == "disk":
+    if workload in ("disk", "disk-br"):
         with open(os.path.join(tmp, "disk.img"), "wb") as f:
             f.truncate((DISK_MB + 16) << 20)
     net = None
@@ -331,12 +336,12 @@ def run_once(workload, config, rep):
             pcon = os.path.join(tmp, "primary.console")
             bcon = os.path.join(tmp, "backup.console")
             consoles["main"] = Console(pcon, on_mark)
-            procs["main"] = spawn(["primary"] + ft_args(tmp, port, "primary")
+            procs["main"] = spawn(["primary"] + ft_args(tmp, port, "primary", workload)
                                   + ["--serial", f"file={pcon}"]
                                   + vm_args(workload, "primary", tmp),
                                   os.path.join(LOGS, tag + "-primary.stderr"))
             time.sleep(0.2)
-            procs["backup"] = spawn(["backup"] + ft_args(tmp, port, "backup")
+            procs["backup"] = spawn(["backup"] + ft_args(tmp, port, "backup", workload)
                                     + ["--serial", f"file={bcon}"]
                                     + vm_args(workload, "backup", tmp),
                                     os.path.join(LOGS, tag + "-backup.stderr"))
@@ -612,6 +617,8 @@ def fmt(v, spec=".1f"):
 
 LABELS = {"cpu": ("CPU: intbench", "s", False), "disk_write": ("disk write (dd)", "MB/s", True),
           "disk_read": ("disk read (dd)", "MB/s", True),
+          "disk_write_br": ("disk write, backup reads", "MB/s", True),
+          "disk_read_br": ("disk read, backup reads", "MB/s", True),
           "net_host_to_guest": ("TCP host -> guest", "MB/s", True),
           "net_guest_to_host": ("TCP guest -> host", "MB/s", True)}
 
@@ -688,10 +695,10 @@ def summarize(runs, failovers):
 
 def print_table(metrics, failover, n):
     print()
-    print(f"{'metric':<24} {'single':>8} {'FT':>8} {'FT/single':>9} {'by rep':>7} {'paired':>6} {'log Mbit/s':>10} "
+    print(f"{'metric':<31} {'single':>8} {'FT':>8} {'FT/single':>9} {'by rep':>7} {'paired':>6} {'log Mbit/s':>10} "
           f"{'lag ms med/max':>15}  target")
     for m in metrics:
-        print(f"{m['metric'] + ' (' + m['unit'] + ')':<24} {fmt(m['single'], '.2f'):>8} "
+        print(f"{m['metric'] + ' (' + m['unit'] + ')':<31} {fmt(m['single'], '.2f'):>8} "
               f"{fmt(m['ft'], '.2f') + ('*' if m['ft_not_paired'] else ''):>8} "
               f"{fmt(m['ratio_ft_over_single'], '.3f'):>9} "
               f"{fmt(m.get('ratio_by_rep_median'), '.3f'):>7} "
@@ -702,7 +709,7 @@ def print_table(metrics, failover, n):
     if failover:
         runs_txt = ", ".join(fmt(x, ".0f") for x in failover["runs_ms"])
         lags = ", ".join(fmt(x, ".0f") for x in failover["lag_ms_at_kill"])
-        print(f"{'failover (ms)':<24} {'':>8} {fmt(failover['failover_ms_median'], '.0f'):>8} "
+        print(f"{'failover (ms)':<31} {'':>8} {fmt(failover['failover_ms_median'], '.0f'):>8} "
               f"{'':>9} {'':>7} {'':>6} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
               f"{'' if failover['pass'] in (None, True) else ' (above)'}")
         print(f"  failover runs: {runs_txt} ms; backup lag at the kill: {lags} ms; "
