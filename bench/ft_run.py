@@ -244,6 +244,16 @@ class Sampler:
         self.thread.join(timeout=5)
 
 
+def vcpu_schedstat(pid):
+    """(ns run, ns waited for a core) of thread `pid` of process `pid`, or None."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran), int(waited)
+    except (OSError, ValueError):
+        return None
+
+
 def spawn(args, log_path):
     """An ftvm process in a session of its own (so that stop() reaches only it)."""
     return subprocess.Popen([FTVM] + args, stdin=subprocess.DEVNULL,
@@ -316,7 +326,14 @@ def run_once(workload, config, rep):
             host_ip=HOST_IP, guest_ip=GUEST_IP, timeout=RUN_TIMEOUT,
             bytes=NET_MB << 20, net_timeout=NET_TIMEOUT))
 
+    # The vCPU thread's run and run-queue wait times at each marker (the main
+    # thread runs the vCPU, in a single run and in the primary alike).
+    sched = {}
+
     def on_mark(name):
+        main = procs.get("main")
+        if main is not None:
+            sched[name] = vcpu_schedstat(main.pid)
         if name == "rx-listen" and net:
             threading.Thread(target=net.send, daemon=True).start()
 
@@ -402,6 +419,11 @@ def run_once(workload, config, rep):
                 err(f"{name}: the guest's command ended with status {me[2]}")
         else:
             err(f"{name}: markers {b}/{e} missing")
+        sb, se = sched.get(b), sched.get(e)
+        if sb and se and ph.get("host_seconds"):
+            # Shares of the phase the vCPU thread ran and waited for a core.
+            ph["vcpu_ran_frac"] = (se[0] - sb[0]) / 1e9 / ph["host_seconds"]
+            ph["vcpu_runq_frac"] = (se[1] - sb[1]) / 1e9 / ph["host_seconds"]
         if nbytes and ph.get("host_seconds"):
             ph["mb_s"] = nbytes / ph["host_seconds"] / 1e6
             ph["mb_s_guest_clock"] = (nbytes / ph["guest_seconds"] / 1e6
@@ -611,6 +633,10 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def pct(v):
+    return "-" if v is None else f"{v * 100:.0f}"
+
+
 def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
@@ -678,6 +704,8 @@ def summarize(runs, failovers):
                                   default=None),
                 "throttled_samples": sum(p.get("throttled_samples") or 0 for p in sel["ft"]),
                 "vcpu_waited_ms": [p.get("vcpu_waited_ms") for p in sel["ft"]],
+                "vcpu_runq_frac_single": med(p.get("vcpu_runq_frac") for p in sel["single"]),
+                "vcpu_runq_frac_ft": med(p.get("vcpu_runq_frac") for p in sel["ft"]),
                 "samples": sum(p.get("samples") or 0 for p in sel["ft"]),
             })
     fo = [r.get("failover_ms") for r in failovers]
@@ -696,7 +724,7 @@ def summarize(runs, failovers):
 def print_table(metrics, failover, n):
     print()
     print(f"{'metric':<31} {'single':>8} {'FT':>8} {'FT/single':>9} {'by rep':>7} {'paired':>6} {'log Mbit/s':>10} "
-          f"{'lag ms med/max':>15}  target")
+          f"{'lag ms med/max':>15} {'runq % s/FT':>11}  target")
     for m in metrics:
         print(f"{m['metric'] + ' (' + m['unit'] + ')':<31} {fmt(m['single'], '.2f'):>8} "
               f"{fmt(m['ft'], '.2f') + ('*' if m['ft_not_paired'] else ''):>8} "
@@ -704,13 +732,14 @@ def print_table(metrics, failover, n):
               f"{fmt(m.get('ratio_by_rep_median'), '.3f'):>7} "
               f"{str(m['ft_paired_count']) + '/' + str(len(m['ft_runs'])):>6} "
               f"{fmt(m['log_mbit_s'], '.2f'):>10} "
-              f"{fmt(m['lag_ms_median']) + '/' + fmt(m['lag_ms_max']):>15}  "
+              f"{fmt(m['lag_ms_median']) + '/' + fmt(m['lag_ms_max']):>15} "
+              f"{pct(m.get('vcpu_runq_frac_single')) + '/' + pct(m.get('vcpu_runq_frac_ft')):>11}  "
               f">= {TARGET_RATIO}{'' if m['pass'] in (None, True) else ' (below)'}")
     if failover:
         runs_txt = ", ".join(fmt(x, ".0f") for x in failover["runs_ms"])
         lags = ", ".join(fmt(x, ".0f") for x in failover["lag_ms_at_kill"])
         print(f"{'failover (ms)':<31} {'':>8} {fmt(failover['failover_ms_median'], '.0f'):>8} "
-              f"{'':>9} {'':>7} {'':>6} {'':>10} {'':>15}  <= {TARGET_FAILOVER_MS:.0f}"
+              f"{'':>9} {'':>7} {'':>6} {'':>10} {'':>15} {'':>11}  <= {TARGET_FAILOVER_MS:.0f}"
               f"{'' if failover['pass'] in (None, True) else ' (above)'}")
         print(f"  failover runs: {runs_txt} ms; backup lag at the kill: {lags} ms; "
               f"console gap median {fmt(failover['console_gap_ms_median'], '.0f')} ms")
@@ -718,7 +747,9 @@ def print_table(metrics, failover, n):
           f"FT/single; medians of {n} run(s) per configuration; 'by rep': the median of the "
           f"ratios of each repetition's own single and FT runs, which ran one after the other. 'paired': FT runs whose phase "
           f"ended while the pair was still paired (the FT figure comes from those; * = none did, "
-          f"the figure is then not FT); log and lag from the status samples taken while paired.")
+          f"the figure is then not FT); log and lag from the status samples taken while paired; "
+          f"'runq %': the share of the phase the vCPU thread (single, primary) stood ready "
+          f"to run but waited for a core.")
 
 
 def report(path):
@@ -766,6 +797,8 @@ def main():
                         bits.append(f"log={ph['log_bytes_per_s_mean'] * 8 / 1e6:.2f}Mbit/s")
                     if ph.get("vcpu_waited_ms") is not None:
                         bits.append(f"paused={ph['vcpu_waited_ms']:.0f}ms")
+                    if ph.get("vcpu_runq_frac") is not None:
+                        bits.append(f"vcpu ran/runq={ph['vcpu_ran_frac']:.0%}/{ph['vcpu_runq_frac']:.0%}")
                 say(f"    rc={r['rc']} exit={r['exit_s']:.1f}s " + " ".join(bits)
                     + (" ERRORS: " + "; ".join(r["errors"]) if r["errors"] else ""))
                 failed |= bool(r["errors"])

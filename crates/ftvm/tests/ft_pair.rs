@@ -608,26 +608,27 @@ fn wrote(text: &str) -> Vec<u64> {
 
 #[test]
 fn test_shared_disk_writes_survive_failover() {
-    shared_disk_writes_survive_failover("ftp5", &[]);
+    shared_disk_writes_survive_failover("ftpair-d", "ftp5", &[]);
 }
 
 /// The same with the backup reading the shared disk itself (`--backup-reads`):
 /// it replays the guest's reads from the image while the primary writes to it.
 #[test]
 fn test_shared_disk_writes_survive_failover_with_backup_reads() {
-    shared_disk_writes_survive_failover("ftp7", &["--backup-reads"]);
+    shared_disk_writes_survive_failover("ftpair-dr", "ftp7", &["--backup-reads"]);
 }
 
 /// A guest writes [`DISK_FILES`] files to an ext2 file system on the shared disk,
 /// the primary is killed after the 8th; the backup goes live and the guest
 /// finishes. Every file the guest reported written is on the image, which
-/// `e2fsck` finds clean. `ft_flags` go to both sides.
-fn shared_disk_writes_survive_failover(net_name: &str, ft_flags: &[&str]) {
+/// `e2fsck` finds clean. `ft_flags` go to both sides; `dir_tag` and `net_name`
+/// keep each test's files and namespaces apart (the tests run at once).
+fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: &[&str]) {
     require_root();
     let e2fsck = require_tool("e2fsck", "e2fsprogs");
     let debugfs = require_tool("debugfs", "e2fsprogs");
     let images = common::guest_images();
-    let dir = TempDir::new("ftpair-d");
+    let dir = TempDir::new(dir_tag);
     let net = FtNetwork::new(net_name);
     let image = dir.path().join("shared.img");
     common::sparse_image(&image, 64 << 20);
