@@ -254,6 +254,29 @@ def vcpu_schedstat(pid):
         return None
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """{tid: (thread name, CPU seconds so far)} for each thread of process `pid`."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        # utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+        out[tid] = (comm, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
 def spawn(args, log_path):
     """An ftvm process in a session of its own (so that stop() reaches only it)."""
     return subprocess.Popen([FTVM] + args, stdin=subprocess.DEVNULL,
@@ -330,10 +353,13 @@ def run_once(workload, config, rep):
     # thread runs the vCPU, in a single run and in the primary alike).
     sched = {}
 
+    threads = {}
+
     def on_mark(name):
         main = procs.get("main")
         if main is not None:
             sched[name] = vcpu_schedstat(main.pid)
+        threads[name] = {side: thread_cpu(p.pid) for side, p in procs.items()}
         if name == "rx-listen" and net:
             threading.Thread(target=net.send, daemon=True).start()
 
@@ -424,6 +450,17 @@ def run_once(workload, config, rep):
             # Shares of the phase the vCPU thread ran and waited for a core.
             ph["vcpu_ran_frac"] = (se[0] - sb[0]) / 1e9 / ph["host_seconds"]
             ph["vcpu_runq_frac"] = (se[1] - sb[1]) / 1e9 / ph["host_seconds"]
+        tb, te = threads.get(b), threads.get(e)
+        if tb and te and ph.get("host_seconds"):
+            # CPU seconds of each thread of each side over the phase, as a share of it.
+            cpu = {}
+            for side in te:
+                for tid, (comm, secs) in te[side].items():
+                    before = tb.get(side, {}).get(tid, (comm, 0.0))[1]
+                    key = f"{'primary' if side == 'main' and config == 'ft' else side}/{comm}"
+                    cpu[key] = cpu.get(key, 0.0) + (secs - before) / ph["host_seconds"]
+            ph["thread_cpu_frac"] = {k: round(v, 3) for k, v in
+                                     sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005}
         if nbytes and ph.get("host_seconds"):
             ph["mb_s"] = nbytes / ph["host_seconds"] / 1e6
             ph["mb_s_guest_clock"] = (nbytes / ph["guest_seconds"] / 1e6
@@ -799,6 +836,9 @@ def main():
                         bits.append(f"paused={ph['vcpu_waited_ms']:.0f}ms")
                     if ph.get("vcpu_runq_frac") is not None:
                         bits.append(f"vcpu ran/runq={ph['vcpu_ran_frac']:.0%}/{ph['vcpu_runq_frac']:.0%}")
+                    if ph.get("thread_cpu_frac"):
+                        top = list(ph["thread_cpu_frac"].items())[:5]
+                        bits.append("cpu[" + " ".join(f"{k}={v:.2f}" for k, v in top) + "]")
                 say(f"    rc={r['rc']} exit={r['exit_s']:.1f}s " + " ".join(bits)
                     + (" ERRORS: " + "; ".join(r["errors"]) if r["errors"] else ""))
                 failed |= bool(r["errors"])
