@@ -111,6 +111,10 @@ pub(crate) enum Op {
     /// OP-FP and the fused multiply-adds: `imm` holds the instruction for
     /// [`crate::fp::execute`].
     Fp,
+    /// FADD.D, FSUB.D, FMUL.D, FDIV.D and the double-precision fused
+    /// multiply-adds: like `Fp`, tried first on the host
+    /// ([`crate::fp::host_arith_d`]).
+    FpD,
     // Fused pairs and triples (see [`fuse`]). The slot keeps the first
     // instruction's registers and immediate; `half` is the length of the whole
     // sequence and [`Slot::first_half`] that of the first instruction. The
@@ -433,6 +437,8 @@ pub(crate) fn decode(i: u32, compressed: bool) -> Slot {
         0x07 if f3 == 3 => (Op::Fld, imm_i(i)),
         0x27 if f3 == 3 => (Op::Fsd, imm_s(i)),
         0x73 => raw(Op::System),
+        0x53 if matches!(f7, 0x01 | 0x05 | 0x09 | 0x0d) => raw(Op::FpD),
+        0x43 | 0x47 | 0x4b | 0x4f if f7 & 3 == 1 => raw(Op::FpD),
         0x43 | 0x47 | 0x4b | 0x4f | 0x53 => raw(Op::Fp),
         _ => raw(Op::Raw),
     };

@@ -789,6 +789,24 @@ impl Hart {
                     }
                     continue;
                 }
+                Op::FpD => {
+                    if self.csr.mstatus & MSTATUS_FS == 0 {
+                        // The general path raises the exact illegal trap.
+                        break idx;
+                    }
+                    let inst = s.imm as u32;
+                    if !fp::host_arith_d(&mut self.fp, inst) {
+                        if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
+                            sync_at!(idx);
+                            return Err(illegal(inst));
+                        }
+                        self.x[0] = 0;
+                    }
+                    self.set_fs_dirty();
+                    at += h;
+                    retire!();
+                    continue;
+                }
                 Op::Fp => {
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
