@@ -111,10 +111,16 @@ pub(crate) enum Op {
     /// OP-FP and the fused multiply-adds: `imm` holds the instruction for
     /// [`crate::fp::execute`].
     Fp,
-    /// FADD.D, FSUB.D, FMUL.D, FDIV.D and the double-precision fused
-    /// multiply-adds: like `Fp`, tried first on the host
-    /// ([`crate::fp::host_arith_d`]).
-    FpD,
+    /// FADD.D: like `Fp`, tried first on the host ([`crate::fp::host_fadd_d`]).
+    FaddD,
+    /// FSUB.D, the same way.
+    FsubD,
+    /// FMUL.D, the same way.
+    FmulD,
+    /// FDIV.D, the same way.
+    FdivD,
+    /// FMADD.D, FMSUB.D, FNMSUB.D and FNMADD.D, the same way.
+    FmaD,
     // Fused pairs and triples (see [`fuse`]). The slot keeps the first
     // instruction's registers and immediate; `half` is the length of the whole
     // sequence and [`Slot::first_half`] that of the first instruction. The
@@ -437,8 +443,11 @@ pub(crate) fn decode(i: u32, compressed: bool) -> Slot {
         0x07 if f3 == 3 => (Op::Fld, imm_i(i)),
         0x27 if f3 == 3 => (Op::Fsd, imm_s(i)),
         0x73 => raw(Op::System),
-        0x53 if matches!(f7, 0x01 | 0x05 | 0x09 | 0x0d) => raw(Op::FpD),
-        0x43 | 0x47 | 0x4b | 0x4f if f7 & 3 == 1 => raw(Op::FpD),
+        0x53 if f7 == 0x01 => raw(Op::FaddD),
+        0x53 if f7 == 0x05 => raw(Op::FsubD),
+        0x53 if f7 == 0x09 => raw(Op::FmulD),
+        0x53 if f7 == 0x0d => raw(Op::FdivD),
+        0x43 | 0x47 | 0x4b | 0x4f if f7 & 3 == 1 => raw(Op::FmaD),
         0x43 | 0x47 | 0x4b | 0x4f | 0x53 => raw(Op::Fp),
         _ => raw(Op::Raw),
     };

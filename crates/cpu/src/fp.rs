@@ -391,12 +391,39 @@ macro_rules! host_d {
 /// The double-precision arithmetic of `inst` on the host, under the
 /// conditions of [`host_d`]: FADD.D, FSUB.D, FMUL.D, FDIV.D (opcode 0x53) and
 /// FMADD.D, FMSUB.D, FNMSUB.D, FNMADD.D (0x43, 0x47, 0x4B, 0x4F with fmt D),
-/// the instructions the decoder gives [`crate::decode::Op::FpD`]. Returns
-/// whether it wrote rd; if not, nothing changed and [`execute`] must run the
-/// instruction (it gives the same result where this one applies, so this is
-/// only the interpreter's shortcut past decoding the instruction again).
+/// the instructions the decoder gives slot ops of their own
+/// ([`crate::decode::Op::FaddD`] and the others), whose interpreter arms call
+/// the function for their operation directly. Returns whether it wrote rd;
+/// if not, nothing changed and [`execute`] must run the instruction (it
+/// gives the same result where this one applies, so this is only the
+/// interpreter's shortcut past decoding the instruction again).
+#[cfg(test)]
+fn host_arith_d(fp: &mut FpState, inst: u32) -> bool {
+    match (inst & 0x7f, inst >> 25) {
+        (0x53, 0x01) => host_fadd_d(fp, inst),
+        (0x53, 0x05) => host_fsub_d(fp, inst),
+        (0x53, 0x09) => host_fmul_d(fp, inst),
+        (0x53, 0x0d) => host_fdiv_d(fp, inst),
+        (0x43 | 0x47 | 0x4b | 0x4f, f7) if f7 & 3 == 1 => host_fma_d(fp, inst),
+        _ => false,
+    }
+}
+
+/// Writes `z` to rd of `inst` if it is a normal number (see [`host_d`]).
 #[inline(always)]
-pub(crate) fn host_arith_d(fp: &mut FpState, inst: u32) -> bool {
+fn host_result_d(fp: &mut FpState, inst: u32, z: f64) -> bool {
+    let m = z.abs();
+    if m > f64::MIN_POSITIVE && m < f64::INFINITY {
+        fp.f[((inst >> 7) & 31) as usize] = z.to_bits();
+        true
+    } else {
+        false
+    }
+}
+
+/// `f(rs1, rs2)` of `inst` on the host (see [`host_arith_d`]).
+#[inline(always)]
+fn host_binary_d(fp: &mut FpState, inst: u32, f: impl FnOnce(f64, f64) -> f64) -> bool {
     if !host_ok(fp, (inst >> 12) & 7) {
         return false;
     }
@@ -405,33 +432,52 @@ pub(crate) fn host_arith_d(fp: &mut FpState, inst: u32) -> bool {
     if a & D_EXP == D_EXP || b & D_EXP == D_EXP {
         return false;
     }
-    let (a, b) = (f64::from_bits(a), f64::from_bits(b));
-    let op = inst & 0x7f;
-    let z = if op == 0x53 {
-        match inst >> 25 {
-            0x01 => a + b,
-            0x05 => a - b,
-            0x09 => a * b,
-            _ => a / b,
-        }
-    } else {
-        // FMADD: a*b+c; FMSUB: a*b-c; FNMSUB: -a*b+c; FNMADD: -a*b-c.
-        let c = fp.f[(inst >> 27) as usize];
-        if c & D_EXP == D_EXP {
-            return false;
-        }
-        let a = if op & 0x08 != 0 { -a } else { a };
-        let c = f64::from_bits(c);
-        let c = if op == 0x47 || op == 0x4f { -c } else { c };
-        a.mul_add(b, c)
-    };
-    let m = z.abs();
-    if m > f64::MIN_POSITIVE && m < f64::INFINITY {
-        fp.f[((inst >> 7) & 31) as usize] = z.to_bits();
-        true
-    } else {
-        false
+    host_result_d(fp, inst, f(f64::from_bits(a), f64::from_bits(b)))
+}
+
+/// FADD.D on the host (see [`host_arith_d`]).
+#[inline(always)]
+pub(crate) fn host_fadd_d(fp: &mut FpState, inst: u32) -> bool {
+    host_binary_d(fp, inst, |a, b| a + b)
+}
+
+/// FSUB.D on the host (see [`host_arith_d`]).
+#[inline(always)]
+pub(crate) fn host_fsub_d(fp: &mut FpState, inst: u32) -> bool {
+    host_binary_d(fp, inst, |a, b| a - b)
+}
+
+/// FMUL.D on the host (see [`host_arith_d`]).
+#[inline(always)]
+pub(crate) fn host_fmul_d(fp: &mut FpState, inst: u32) -> bool {
+    host_binary_d(fp, inst, |a, b| a * b)
+}
+
+/// FDIV.D on the host (see [`host_arith_d`]).
+#[inline(always)]
+pub(crate) fn host_fdiv_d(fp: &mut FpState, inst: u32) -> bool {
+    host_binary_d(fp, inst, |a, b| a / b)
+}
+
+/// FMADD.D, FMSUB.D, FNMSUB.D and FNMADD.D on the host (see [`host_arith_d`]).
+#[inline(always)]
+pub(crate) fn host_fma_d(fp: &mut FpState, inst: u32) -> bool {
+    if !host_ok(fp, (inst >> 12) & 7) {
+        return false;
     }
+    let a = fp.f[((inst >> 15) & 31) as usize];
+    let b = fp.f[((inst >> 20) & 31) as usize];
+    let c = fp.f[(inst >> 27) as usize];
+    if a & D_EXP == D_EXP || b & D_EXP == D_EXP || c & D_EXP == D_EXP {
+        return false;
+    }
+    // FMADD: a*b+c; FMSUB: a*b-c; FNMSUB: -a*b+c; FNMADD: -a*b-c.
+    let op = inst & 0x7f;
+    let a = f64::from_bits(a);
+    let a = if op & 0x08 != 0 { -a } else { a };
+    let c = f64::from_bits(c);
+    let c = if op == 0x47 || op == 0x4f { -c } else { c };
+    host_result_d(fp, inst, a.mul_add(f64::from_bits(b), c))
 }
 
 /// Single-precision counterpart of [`host_d`]: operands are unboxed (an

@@ -694,6 +694,28 @@ impl Hart {
                     continue;
                 }};
             }
+            // A double-precision operation with a slot op of its own: on the
+            // host when it can be (`$host`), else the general FP path.
+            macro_rules! fp_d {
+                ($host:path) => {{
+                    if self.csr.mstatus & MSTATUS_FS == 0 {
+                        // The general path raises the exact illegal trap.
+                        break idx;
+                    }
+                    let inst = s.imm as u32;
+                    if !$host(&mut self.fp, inst) {
+                        if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
+                            sync_at!(idx);
+                            return Err(illegal(inst));
+                        }
+                        self.x[0] = 0;
+                    }
+                    self.set_fs_dirty();
+                    at += h;
+                    retire!();
+                    continue;
+                }};
+            }
             let v = match s.op {
                 Op::PageEnd => {
                     sync_at!(idx);
@@ -767,21 +789,16 @@ impl Hart {
                 Op::Sh => store!(2),
                 Op::Sw => store!(4),
                 Op::Sd => store!(8),
-                Op::Fld | Op::Fsd => {
+                Op::Fld => {
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
                         break idx;
                     }
                     at += h;
                     let addr = a!().wrapping_add(imm);
-                    if s.op == Op::Fld {
-                        let v = trap!(self.load::<B, 8>(bus, addr));
-                        self.fp.f[s.rd() & 31] = v;
-                        self.set_fs_dirty();
-                    } else {
-                        let v = self.fp.f[s.rs2_sb() & 31];
-                        trap!(self.store::<B, 8>(bus, addr, v));
-                    }
+                    let v = trap!(self.load::<B, 8>(bus, addr));
+                    self.fp.f[s.rd() & 31] = v;
+                    self.set_fs_dirty();
                     retire!();
                     if self.block_exit {
                         sync_next!();
@@ -789,24 +806,27 @@ impl Hart {
                     }
                     continue;
                 }
-                Op::FpD => {
+                Op::Fsd => {
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
                         break idx;
                     }
-                    let inst = s.imm as u32;
-                    if !fp::host_arith_d(&mut self.fp, inst) {
-                        if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
-                            sync_at!(idx);
-                            return Err(illegal(inst));
-                        }
-                        self.x[0] = 0;
-                    }
-                    self.set_fs_dirty();
                     at += h;
+                    let addr = a!().wrapping_add(imm);
+                    let v = self.fp.f[s.rs2_sb() & 31];
+                    trap!(self.store::<B, 8>(bus, addr, v));
                     retire!();
+                    if self.block_exit {
+                        sync_next!();
+                        return Ok(());
+                    }
                     continue;
                 }
+                Op::FaddD => fp_d!(fp::host_fadd_d),
+                Op::FsubD => fp_d!(fp::host_fsub_d),
+                Op::FmulD => fp_d!(fp::host_fmul_d),
+                Op::FdivD => fp_d!(fp::host_fdiv_d),
+                Op::FmaD => fp_d!(fp::host_fma_d),
                 Op::Fp => {
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
