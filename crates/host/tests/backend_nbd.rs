@@ -2,6 +2,7 @@
 //! serving a temporary raw image on a free TCP port of 127.0.0.1.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -56,10 +57,10 @@ impl NbdServer {
         };
         let server = NbdServer { child, image, port };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !greets_and_aborts(port) {
             assert!(
                 Instant::now() < deadline,
-                "qemu-nbd did not listen on port {port} within 10 s"
+                "qemu-nbd did not answer on port {port} within 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -69,6 +70,35 @@ impl NbdServer {
     fn url(&self, export: &str) -> String {
         format!("nbd://127.0.0.1:{}/{export}", self.port)
     }
+}
+
+/// Whether a server on `port` sends the NBD greeting and takes an orderly
+/// `NBD_OPT_ABORT` (the readiness probe: a connection dropped in the middle of
+/// the handshake makes `qemu-nbd` log a failed negotiation, and at least one
+/// version then reset the test's own next connection now and then).
+fn greets_and_aborts(port: u16) -> bool {
+    let probe = || -> std::io::Result<()> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        // "NBDMAGIC", "IHAVEOPT", handshake flags.
+        let mut greeting = [0u8; 18];
+        s.read_exact(&mut greeting)?;
+        if &greeting[..16] != b"NBDMAGICIHAVEOPT" {
+            return Err(std::io::Error::other("not an NBD newstyle greeting"));
+        }
+        // Client flags (fixed newstyle), then option NBD_OPT_ABORT (2), no data.
+        let mut abort = Vec::new();
+        abort.extend_from_slice(&1u32.to_be_bytes());
+        abort.extend_from_slice(b"IHAVEOPT");
+        abort.extend_from_slice(&2u32.to_be_bytes());
+        abort.extend_from_slice(&0u32.to_be_bytes());
+        s.write_all(&abort)?;
+        // The server's acknowledgement (or its close): either ends the probe.
+        let mut reply = [0u8; 20];
+        let _ = s.read(&mut reply);
+        Ok(())
+    };
+    probe().is_ok()
 }
 
 impl Drop for NbdServer {
