@@ -694,16 +694,17 @@ impl Hart {
                     continue;
                 }};
             }
-            // A double-precision operation with a slot op of its own: on the
-            // host when it can be (`$host`), else the general FP path.
-            macro_rules! fp_d {
-                ($host:path) => {{
+            // An FP instruction (`imm` holds it): on the host when the slot
+            // op has a shortcut (`$host`) and it applies, else the general FP
+            // path.
+            macro_rules! fp_op {
+                ($($host:path)?) => {{
                     if self.csr.mstatus & MSTATUS_FS == 0 {
                         // The general path raises the exact illegal trap.
                         break idx;
                     }
                     let inst = s.imm as u32;
-                    if !$host(&mut self.fp, inst) {
+                    if !(false $(|| $host(&mut self.fp, inst))?) {
                         if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
                             sync_at!(idx);
                             return Err(illegal(inst));
@@ -822,27 +823,12 @@ impl Hart {
                     }
                     continue;
                 }
-                Op::FaddD => fp_d!(fp::host_fadd_d),
-                Op::FsubD => fp_d!(fp::host_fsub_d),
-                Op::FmulD => fp_d!(fp::host_fmul_d),
-                Op::FdivD => fp_d!(fp::host_fdiv_d),
-                Op::FmaD => fp_d!(fp::host_fma_d),
-                Op::Fp => {
-                    if self.csr.mstatus & MSTATUS_FS == 0 {
-                        // The general path raises the exact illegal trap.
-                        break idx;
-                    }
-                    let inst = s.imm as u32;
-                    if fp::execute(&mut self.fp, gprs_mut(&mut self.x), inst).is_err() {
-                        sync_at!(idx);
-                        return Err(illegal(inst));
-                    }
-                    self.x[0] = 0;
-                    self.set_fs_dirty();
-                    at += h;
-                    retire!();
-                    continue;
-                }
+                Op::FaddD => fp_op!(fp::host_fadd_d),
+                Op::FsubD => fp_op!(fp::host_fsub_d),
+                Op::FmulD => fp_op!(fp::host_fmul_d),
+                Op::FdivD => fp_op!(fp::host_fdiv_d),
+                Op::FmaD => fp_op!(fp::host_fma_d),
+                Op::Fp => fp_op!(),
                 Op::ZextW => {
                     budget!(2);
                     self.x[s.fused_rd()] = u64::from(a!() as u32);
