@@ -738,6 +738,18 @@ mod tests {
         }
     }
 
+    /// What [`Host`] answers request 3 in slot 0 with.
+    fn answer() -> Vec<(usize, BackendCompletion)> {
+        vec![(
+            0,
+            BackendCompletion::Block {
+                id: 3,
+                status: 0,
+                data: vec![0x5A; 512],
+            },
+        )]
+    }
+
     fn write(data: Vec<u8>) -> BackendRequest {
         BackendRequest::Block {
             id: 3,
@@ -803,18 +815,7 @@ mod tests {
         };
         recorder.submit(100, 0, read);
         let done = recorder.completions(200);
-        assert_eq!(
-            done,
-            vec![(
-                0,
-                BackendCompletion::Block {
-                    id: 3,
-                    status: 0,
-                    data: vec![0x5A; 512],
-                }
-            )],
-            "the machine still gets the data"
-        );
+        assert_eq!(done, answer(), "the machine still gets the data");
         recorder.finish().expect("log").into_inner()
     }
 
@@ -853,17 +854,7 @@ mod tests {
 
         assert!(r.error().is_none(), "{:?}", r.error());
         assert_eq!(asked, vec![(0, 3, 512)]);
-        assert_eq!(
-            done,
-            vec![(
-                0,
-                BackendCompletion::Block {
-                    id: 3,
-                    status: 0,
-                    data: vec![0x5A; 512],
-                }
-            )]
-        );
+        assert_eq!(done, answer());
         assert!(r.exhausted());
     }
 
@@ -913,20 +904,7 @@ mod tests {
         let done = r.completions(200);
 
         assert!(r.error().is_none(), "{:?}", r.error());
-        assert_eq!(
-            (r.stats().outputs_checked, done),
-            (
-                1,
-                vec![(
-                    0,
-                    BackendCompletion::Block {
-                        id: 3,
-                        status: 0,
-                        data: vec![0x5A; 512],
-                    }
-                )]
-            )
-        );
+        assert_eq!((r.stats().outputs_checked, done), (1, answer()));
         assert!(r.exhausted());
     }
 
