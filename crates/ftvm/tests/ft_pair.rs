@@ -573,6 +573,21 @@ fn test_pair_paused_together_stays_paired() {
     eprintln!("after 3 pauses of {pause:?}: primary status:\n{ps}");
 }
 
+/// The flags of a side whose default guest runs `cmd` with a fresh sparse
+/// image of `size` bytes at `image` as its disk (both sides get the same
+/// image: the shared disk), and `ft_flags`.
+fn shared_disk_vm(image: &Path, size: u64, cmd: &str, ft_flags: &[&str]) -> Vec<OsString> {
+    common::sparse_image(image, size);
+    let images = common::guest_images();
+    let mut vm = guest_args(Some(&images.initrd), "console=ttyS0 quiet", Some(cmd));
+    vm.extend([
+        OsString::from("--disk"),
+        format!("path={}", image.display()).into(),
+    ]);
+    vm.extend(ft_flags.iter().map(OsString::from));
+    vm
+}
+
 /// The content the guest writes to file `n` (see [`disk_guest_cmd`]).
 fn file_content(n: u64) -> String {
     let mut s = format!("ftvm file {n}\n");
@@ -627,21 +642,10 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
     require_root();
     let e2fsck = require_tool("e2fsck", "e2fsprogs");
     let debugfs = require_tool("debugfs", "e2fsprogs");
-    let images = common::guest_images();
     let dir = TempDir::new(dir_tag);
     let net = FtNetwork::new(net_name);
     let image = dir.path().join("shared.img");
-    common::sparse_image(&image, 64 << 20);
-    let mut vm = guest_args(
-        Some(&images.initrd),
-        "console=ttyS0 quiet",
-        Some(&disk_guest_cmd()),
-    );
-    vm.extend([
-        OsString::from("--disk"),
-        format!("path={}", image.display()).into(),
-    ]);
-    vm.extend(ft_flags.iter().map(OsString::from));
+    let vm = shared_disk_vm(&image, 64 << 20, &disk_guest_cmd(), ft_flags);
     let mut pair = Pair::start(&net, &file_arbiter(dir.path()), &vm);
 
     pair.primary.console().wait_for_line("wrote 8", STEP_GUARD);
@@ -733,21 +737,10 @@ fn rewrite_guest_cmd() -> String {
 #[test]
 fn test_backup_reads_follow_a_guest_that_overwrites_what_it_read() {
     require_root();
-    let images = common::guest_images();
     let dir = TempDir::new("ftpair-r");
     let net = FtNetwork::new("ftp8");
     let image = dir.path().join("shared.img");
-    common::sparse_image(&image, 16 << 20);
-    let mut vm = guest_args(
-        Some(&images.initrd),
-        "console=ttyS0 quiet",
-        Some(&rewrite_guest_cmd()),
-    );
-    vm.extend([
-        OsString::from("--disk"),
-        format!("path={}", image.display()).into(),
-        "--backup-reads".into(),
-    ]);
+    let vm = shared_disk_vm(&image, 16 << 20, &rewrite_guest_cmd(), &["--backup-reads"]);
     let Pair { primary, backup } = Pair::start(&net, &file_arbiter(dir.path()), &vm);
 
     let (primary_status, primary_text) = primary.wait(STEP_GUARD);

@@ -16,6 +16,7 @@
 
 use crate::digest::Digest;
 use crate::{Environment, Machine, Step};
+use ftvm_devices::virtio::VIRTIO_BLK_S_OK;
 use ftvm_devices::{BackendCompletion, BackendRequest};
 use ftvm_replay::{
     hash_bytes, EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord,
@@ -197,7 +198,7 @@ impl<W: Write> Environment for Recorder<'_, W> {
             match completion {
                 // Only a read that succeeded carries data.
                 BackendCompletion::Block { id, status, data }
-                    if self.elide_reads && *status == 0 && !data.is_empty() =>
+                    if self.elide_reads && *status == VIRTIO_BLK_S_OK && !data.is_empty() =>
                 {
                     let event = Event::ReadElided {
                         slot: *slot as u8,
@@ -434,7 +435,7 @@ impl<R: Read> Replayer<R> {
                     slot,
                     BackendCompletion::Block {
                         id,
-                        status: 0,
+                        status: VIRTIO_BLK_S_OK,
                         data,
                     },
                 )

@@ -16,6 +16,7 @@ use super::pipe::{split_frames, Inbound};
 use super::{read_message, start_heartbeats, FtArgs, Hooks, Shared};
 use crate::console::Console;
 use crate::live::{Backends, LiveEnvironment};
+use ftvm_devices::virtio::VIRTIO_BLK_S_OK;
 use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
 use ftvm_machine::replay::{digest_due, Replayer};
 use ftvm_machine::{Environment, Machine, MachineConfig, Step};
@@ -283,7 +284,9 @@ fn read_again(
     for _ in 0..3 {
         match live.perform_now(slot, request.clone(), Duration::from_secs(60)) {
             Some(BackendCompletion::Block {
-                status: 0, data, ..
+                status: VIRTIO_BLK_S_OK,
+                data,
+                ..
             }) => return Ok(data),
             Some(BackendCompletion::Block { status, .. }) => {
                 last = format!("this side's read of the shared disk failed (status {status})")
