@@ -121,6 +121,11 @@ pub(crate) enum Op {
     FdivD,
     /// FMADD.D, FMSUB.D, FNMSUB.D and FNMADD.D, the same way.
     FmaD,
+    /// A run of integer register operations compiled to host code
+    /// ([`crate::native`]): `half` is the run's length, [`Slot::run_count`]
+    /// its instruction count and `imm` the code's offset in the arena. The
+    /// run's later instructions keep their own slots.
+    Native,
     // Fused pairs and triples (see [`fuse`]). The slot keeps the first
     // instruction's registers and immediate; `half` is the length of the whole
     // sequence and [`Slot::first_half`] that of the first instruction. The
@@ -287,6 +292,24 @@ impl Slot {
             d: (self.d & 31) | u8::from(self.half == 2) << 5,
             imm: self.imm,
         }
+    }
+
+    /// A compiled run of `count` instructions covering `half` 2-byte units,
+    /// its code at `off` in the arena.
+    pub(crate) fn native(half: u8, count: u8, off: u32) -> Slot {
+        Slot {
+            op: Op::Native,
+            half,
+            a: 0,
+            d: count,
+            imm: off as i32,
+        }
+    }
+
+    /// The instruction count of an [`Op::Native`] slot.
+    #[inline(always)]
+    pub(crate) fn run_count(self) -> u64 {
+        u64::from(self.d)
     }
 
     /// A slot executed the general way.
@@ -531,6 +554,8 @@ pub(crate) struct CodeCache {
     /// shrinks: a page that is
     /// written keeps its slot page, zeroed.
     pub(crate) slots: Vec<Slot>,
+    /// Host code of the [`Op::Native`] slots.
+    pub(crate) native: crate::native::Arena,
 }
 
 impl CodeCache {
@@ -541,6 +566,7 @@ impl CodeCache {
             live: vec![false; pages],
             lines: vec![0; pages],
             slots: Vec::new(),
+            native: crate::native::Arena::default(),
         }
     }
 
@@ -554,8 +580,11 @@ impl CodeCache {
     /// slot index `idx`) now holds an instruction of `len` bytes.
     pub(crate) fn store_slot(&mut self, page: usize, idx: usize, po: usize, s: Slot) {
         if let Some(l) = self.lines.get_mut(page) {
+            // Every line the instruction (or compiled run) covers.
             let last = (po + (s.len() as usize).max(1) - 1).min(0xfff);
-            *l |= 1 << (po >> 6) | 1 << (last >> 6);
+            for line in po >> 6..=last >> 6 {
+                *l |= 1 << line;
+            }
         }
         if let Some(slot) = self.slots.get_mut(idx) {
             *slot = s;
@@ -599,6 +628,21 @@ impl CodeCache {
                 s.fill(Slot::EMPTY);
             }
         }
+    }
+
+    /// Stores `code` in the arena and returns its offset; when the arena is
+    /// full, first forgets every compiled slot (they decode again when next
+    /// executed). `None` if no code can be compiled on this host.
+    pub(crate) fn add_native(&mut self, code: &[u8]) -> Option<u32> {
+        if self.native.full() {
+            for s in self.slots.iter_mut() {
+                if s.op == Op::Native {
+                    *s = Slot::EMPTY;
+                }
+            }
+            self.native.reset();
+        }
+        self.native.add(code)
     }
 
     /// Forgets decoded instructions in RAM offsets `start..end`.

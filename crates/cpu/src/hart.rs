@@ -6,6 +6,7 @@ use crate::decode::{self, Op, Slot, XREGS};
 use crate::fp::{self, FpState};
 use crate::memory::Memory;
 use crate::mmu::{Access, TlbEntry, TLB_MASK, TLB_SIZE};
+use crate::native;
 use crate::state::{CsrFile, HartState, StateError};
 use crate::Bus;
 
@@ -828,6 +829,27 @@ impl Hart {
                 Op::FmulD => fp_op!(fp::host_fmul_d),
                 Op::FdivD => fp_op!(fp::host_fdiv_d),
                 Op::FmaD => fp_op!(fp::host_fma_d),
+                Op::Native => {
+                    let n = s.run_count();
+                    if left < n {
+                        // Not all of the run fits in the budget: interpret
+                        // what does, one instruction at a time.
+                        sync_at!(idx);
+                        for _ in 0..left {
+                            self.step_uncached(bus)?;
+                            self.icount += 1;
+                        }
+                        return Ok(());
+                    }
+                    self.mem.code.native.run(s.imm, &mut self.x);
+                    at += h;
+                    left -= n;
+                    if left == 0 {
+                        sync_next!();
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Op::Fp => fp_op!(),
                 Op::ZextW => {
                     budget!(2);
@@ -933,10 +955,47 @@ impl Hart {
     fn decode_into(&mut self, idx: usize, pc: u64) {
         let page = self.block_page;
         let s = self.decode_at(page << 12, pc);
-        let s = self.fuse_at(page, idx, pc, s);
+        let s = match self.compile_run(page, pc, s) {
+            Some(native) => native,
+            None => self.fuse_at(page, idx, pc, s),
+        };
         self.mem
             .code
             .store_slot(page, idx, (pc & 0xfff) as usize, s);
+    }
+
+    /// A compiled slot for the run of integer register operations that
+    /// starts with `s` (at address `pc` of `page`), or `None` if it is
+    /// shorter than [`native::MIN_RUN`] or cannot be compiled.
+    fn compile_run(&mut self, page: usize, pc: u64, s: Slot) -> Option<Slot> {
+        if !native::compilable(s.op) {
+            return None;
+        }
+        let mut run = [Slot::EMPTY; native::MAX_RUN];
+        let mut n = 0;
+        let mut at = pc;
+        let mut half = 0u32;
+        let mut next = s;
+        loop {
+            run[n] = next;
+            n += 1;
+            half += u32::from(next.half);
+            at = at.wrapping_add(next.len());
+            if n == native::MAX_RUN || at & 0xfff == 0 {
+                break;
+            }
+            next = self.decode_at(page << 12, at);
+            if !native::compilable(next.op) {
+                break;
+            }
+        }
+        let run = &run[..n];
+        if run.iter().filter(|s| s.op != Op::Nop).count() < native::MIN_RUN {
+            return None;
+        }
+        let code = native::emit(run)?;
+        let off = self.mem.code.add_native(&code)?;
+        Some(Slot::native(u8::try_from(half).ok()?, n as u8, off))
     }
 
     /// The fused slot for `s` (at slot `idx`, address `pc`) and the

@@ -16,6 +16,7 @@ pub mod fp;
 mod hart;
 pub mod memory;
 mod mmu;
+mod native;
 mod state;
 
 #[cfg(test)]

@@ -1206,3 +1206,165 @@ fn test_store_over_the_second_instruction_of_a_fused_pair_is_seen() {
     assert_eq!(run(&mut h, 10), Exit::BudgetExhausted);
     assert_eq!((h.x(1), h.x(3), h.pc()), (2, 99, RAM + 88));
 }
+
+// ---- compiled runs of register operations (native.rs) ----
+
+/// A deterministic xorshift64* source for the generated programs.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// A register value, often one at an edge.
+    fn value(&mut self) -> u64 {
+        const EDGES: [u64; 8] = [
+            0,
+            1,
+            u64::MAX,
+            1 << 63,
+            (1 << 63) - 1,
+            0x8000_0000,
+            0x7fff_ffff,
+            0xffff_ffff,
+        ];
+        match self.below(4) {
+            0 => EDGES[self.below(8) as usize],
+            1 => self.below(64),
+            _ => self.next(),
+        }
+    }
+    /// A register number: x0 now and then, otherwise few registers so that
+    /// results feed later operands.
+    fn reg(&mut self) -> u32 {
+        if self.below(16) == 0 {
+            0
+        } else {
+            1 + self.below(7) as u32
+        }
+    }
+    /// One instruction of an operation the compiler takes.
+    fn inst(&mut self) -> u32 {
+        let (rd, rs1, rs2) = (self.reg(), self.reg(), self.reg());
+        let imm = self.below(4096) as i32 - 2048;
+        let sh = self.below(64) as i32;
+        let sh32 = self.below(32) as i32;
+        match self.below(34) {
+            0 => lui(rd, self.below(1 << 20) as u32),
+            1 => addi(rd, rs1, imm),
+            2 => i(0x13, 2, rd, rs1, imm),
+            3 => i(0x13, 3, rd, rs1, imm),
+            4 => i(0x13, 4, rd, rs1, imm),
+            5 => i(0x13, 6, rd, rs1, imm),
+            6 => i(0x13, 7, rd, rs1, imm),
+            7 => slli(rd, rs1, sh),
+            8 => i(0x13, 5, rd, rs1, sh),
+            9 => i(0x13, 5, rd, rs1, sh | 0x400),
+            10 => addiw(rd, rs1, imm),
+            11 => i(0x1b, 1, rd, rs1, sh32),
+            12 => i(0x1b, 5, rd, rs1, sh32),
+            13 => i(0x1b, 5, rd, rs1, sh32 | 0x400),
+            14 => add(rd, rs1, rs2),
+            15 => sub(rd, rs1, rs2),
+            16 => r(0x33, 1, 0, rd, rs1, rs2),
+            17 => r(0x33, 2, 0, rd, rs1, rs2),
+            18 => r(0x33, 3, 0, rd, rs1, rs2),
+            19 => r(0x33, 4, 0, rd, rs1, rs2),
+            20 => r(0x33, 5, 0, rd, rs1, rs2),
+            21 => r(0x33, 5, 0x20, rd, rs1, rs2),
+            22 => r(0x33, 6, 0, rd, rs1, rs2),
+            23 => r(0x33, 7, 0, rd, rs1, rs2),
+            24 => r(0x33, 0, 1, rd, rs1, rs2),
+            25 => mulh(rd, rs1, rs2),
+            26 => r(0x33, 3, 1, rd, rs1, rs2),
+            27 => r(0x3b, 0, 0, rd, rs1, rs2),
+            28 => r(0x3b, 0, 0x20, rd, rs1, rs2),
+            29 => r(0x3b, 1, 0, rd, rs1, rs2),
+            30 => r(0x3b, 5, 0, rd, rs1, rs2),
+            31 => r(0x3b, 5, 0x20, rd, rs1, rs2),
+            32 => r(0x3b, 0, 1, rd, rs1, rs2),
+            _ => i(0x13, 0, 0, 0, 0),
+        }
+    }
+}
+
+/// A hart at RAM with `prog` and the registers `x1..x7` set from `regs`.
+fn hart_with(prog: &[u32], regs: &[u64; 7]) -> Hart {
+    let mut h = hart(prog);
+    for (k, &v) in regs.iter().enumerate() {
+        h.set_x(k + 1, v);
+    }
+    h
+}
+
+fn regs_of(h: &Hart) -> Vec<u64> {
+    (0..32).map(|k| h.x(k)).collect()
+}
+
+#[test]
+fn test_compiled_runs_agree_with_single_steps_on_random_programs() {
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    for round in 0..3000 {
+        let len = 1 + g.below(60) as usize;
+        let prog: Vec<u32> = (0..len).map(|_| g.inst()).collect();
+        let mut regs = [0u64; 7];
+        for v in regs.iter_mut() {
+            *v = g.value();
+        }
+        // One instruction per call: never a whole compiled run, so each
+        // instruction runs the general way.
+        let mut want = hart_with(&prog, &regs);
+        for _ in 0..len {
+            run(&mut want, 1);
+        }
+        // Whole runs, or runs cut by a budget that ends inside them.
+        let mut got = hart_with(&prog, &regs);
+        let mut left = len as u64;
+        while left > 0 {
+            let step = if round % 2 == 0 {
+                left
+            } else {
+                1 + g.below(left)
+            };
+            run(&mut got, step);
+            left -= step;
+        }
+        assert_eq!(
+            (regs_of(&got), got.pc(), got.icount()),
+            (regs_of(&want), want.pc(), want.icount()),
+            "round {round}: program {prog:08x?} from {regs:x?}"
+        );
+    }
+}
+
+#[test]
+fn test_compiled_run_is_compiled_again_after_a_store_into_its_middle() {
+    // 40 register operations (160 bytes: three 64-byte lines), then a
+    // store of a new instruction into the run's middle line, then back to
+    // the run's start once; x5 counts the passes.
+    let mut prog = vec![addi(1, 1, 1); 40];
+    let target = RAM + 4 * 20;
+    // x6 holds the new instruction for slot 20 (addi x2, x2, 100), x7 its
+    // address.
+    prog.extend_from_slice(&[
+        addi(5, 5, 1),
+        sw(7, 6, 0),
+        // Back to the start while x5 < 2.
+        addi(8, 0, 2),
+        b(4, 5, 8, -(4 * 43)),
+    ]);
+    let mut h = hart(&prog);
+    h.set_x(6, u64::from(addi(2, 2, 100)));
+    h.set_x(7, target);
+    let n = 2 * 44;
+    run(&mut h, n);
+    assert_eq!(h.icount(), n);
+    // First pass: 40 increments of x1; second: 39 of x1 and one of 100 on x2.
+    assert_eq!((h.x(1), h.x(2), h.x(5)), (79, 100, 2));
+}
