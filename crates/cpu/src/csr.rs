@@ -289,8 +289,7 @@ impl Hart {
                 self.satp_enabled()?;
                 // WARL: an unsupported MODE leaves satp unchanged.
                 if matches!(v >> 60, 0 | SATP_MODE_SV39 | SATP_MODE_SV48) {
-                    self.csr.satp = v & ((0xf << 60) | SATP_ASID_PPN);
-                    self.flush_tlb();
+                    self.switch_satp(v & ((0xf << 60) | SATP_ASID_PPN));
                 }
             }
             0x300 => self.write_mstatus(v),

@@ -101,6 +101,9 @@ pub struct Hart {
     /// The virtual page numbers (inclusive) that TLB entries filled from
     /// superpages may cover; empty (`lo > hi`) after a full flush.
     pub(crate) tlb_super: (u64, u64),
+    /// The translations of address spaces that were current before the
+    /// last `satp` writes, most recent first (see [`Hart::switch_satp`]).
+    pub(crate) saved_tlbs: Vec<Box<crate::mmu::SavedTlb>>,
     /// A write hit decoded code: the current block must end.
     pub(crate) block_exit: bool,
     /// `icount` at which the current block must stop.
@@ -232,6 +235,7 @@ impl Hart {
             tlb_x: [TlbEntry::EMPTY; TLB_SIZE],
             tlb_ctx: 0,
             tlb_super: (u64::MAX, 0),
+            saved_tlbs: Vec::new(),
             block_exit: false,
             block_end: 0,
             block_page: 0,

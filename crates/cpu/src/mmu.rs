@@ -18,7 +18,7 @@ use crate::csr::{MSTATUS_MXR, MSTATUS_SUM, SATP_MODE_SV48};
 use crate::hart::{cause, Hart, Trap, PRV_M, PRV_U};
 use crate::Bus;
 
-pub(crate) const TLB_SIZE: usize = 256;
+pub(crate) const TLB_SIZE: usize = 1024;
 pub(crate) const TLB_MASK: usize = TLB_SIZE - 1;
 pub(crate) const INVALID_TAG: u64 = u64::MAX;
 /// Set in the tag of a write TLB entry whose page holds decoded code.
@@ -32,6 +32,20 @@ const PTE_X: u64 = 1 << 3;
 const PTE_U: u64 = 1 << 4;
 const PTE_A: u64 = 1 << 6;
 const PTE_D: u64 = 1 << 7;
+
+/// Address spaces whose translations are kept while another one is current.
+const SAVED_TLBS: usize = 8;
+
+/// The translations of an address space that is not current: the TLB as it
+/// was when `satp` last changed away from `satp`.
+#[derive(Clone)]
+pub(crate) struct SavedTlb {
+    satp: u64,
+    r: [TlbEntry; TLB_SIZE],
+    w: [TlbEntry; TLB_SIZE],
+    x: [TlbEntry; TLB_SIZE],
+    sup: (u64, u64),
+}
 
 /// One TLB entry: a tagged virtual page and the RAM offset of its frame.
 #[derive(Clone, Copy, Debug)]
@@ -73,15 +87,71 @@ impl Hart {
     /// translations, so later stores are seen again.
     pub fn take_dirty_pages(&mut self) -> Vec<usize> {
         self.tlb_w.fill(TlbEntry::EMPTY);
+        self.saved_tlbs.clear();
         self.mem.take_dirty()
     }
 
-    /// Forgets every cached translation (`sfence.vma`, `satp` writes).
+    /// Forgets every cached translation, of every address space
+    /// (`sfence.vma`, a restored state).
     pub(crate) fn flush_tlb(&mut self) {
+        self.clear_tlb();
+        self.saved_tlbs.clear();
+    }
+
+    /// Empties the current TLB.
+    fn clear_tlb(&mut self) {
         self.tlb_r.fill(TlbEntry::EMPTY);
         self.tlb_w.fill(TlbEntry::EMPTY);
         self.tlb_x.fill(TlbEntry::EMPTY);
         self.tlb_super = (u64::MAX, 0);
+    }
+
+    /// Writes `satp`. A write needs no fence of its own (privileged spec
+    /// §10.1.11: the OS fences after changing page tables, for one ASID or
+    /// all), so the TLB of the address space being left is kept, and the
+    /// one of the address space entered comes back if it was kept: a guest
+    /// that switches between processes (Linux with ASIDs writes `satp` and
+    /// no fence) does not walk its page tables again at every switch. Any
+    /// `sfence.vma` forgets every kept TLB ([`Hart::flush_tlb`]), as do the
+    /// other events that change what the current one may hold.
+    pub(crate) fn switch_satp(&mut self, new: u64) {
+        let old = self.csr.satp;
+        self.csr.satp = new;
+        if old == new {
+            return;
+        }
+        if let Some(at) = self.saved_tlbs.iter().position(|s| s.satp == new) {
+            // Swap the kept TLB in; the current one takes its place.
+            let mut back = self.saved_tlbs.remove(at);
+            std::mem::swap(&mut self.tlb_r, &mut back.r);
+            std::mem::swap(&mut self.tlb_w, &mut back.w);
+            std::mem::swap(&mut self.tlb_x, &mut back.x);
+            std::mem::swap(&mut self.tlb_super, &mut back.sup);
+            back.satp = old;
+            self.saved_tlbs.insert(0, back);
+            return;
+        }
+        let mut keep = if self.saved_tlbs.len() >= SAVED_TLBS {
+            self.saved_tlbs.pop()
+        } else {
+            None
+        }
+        .unwrap_or_else(|| {
+            Box::new(SavedTlb {
+                satp: 0,
+                r: [TlbEntry::EMPTY; TLB_SIZE],
+                w: [TlbEntry::EMPTY; TLB_SIZE],
+                x: [TlbEntry::EMPTY; TLB_SIZE],
+                sup: (u64::MAX, 0),
+            })
+        });
+        keep.satp = old;
+        keep.r = self.tlb_r;
+        keep.w = self.tlb_w;
+        keep.x = self.tlb_x;
+        keep.sup = self.tlb_super;
+        self.clear_tlb();
+        self.saved_tlbs.insert(0, keep);
     }
 
     /// Forgets the translations of virtual address `vaddr` (`sfence.vma`
@@ -123,6 +193,8 @@ impl Hart {
     /// Marks the write TLB entries of RAM page `page`, which just became
     /// live code, so that every store to it takes the checked path.
     pub(crate) fn mark_code_writable(&mut self, page: usize) {
+        // Kept TLBs are not marked: they go.
+        self.saved_tlbs.clear();
         for e in self.tlb_w.iter_mut() {
             if e.tag != INVALID_TAG && e.off >> 12 == page {
                 e.tag |= CODE_TAG;

@@ -1368,3 +1368,35 @@ fn test_compiled_run_is_compiled_again_after_a_store_into_its_middle() {
     // First pass: 40 increments of x1; second: 39 of x1 and one of 100 on x2.
     assert_eq!((h.x(1), h.x(2), h.x(5)), (79, 100, 2));
 }
+
+#[test]
+fn test_sfence_in_another_address_space_drops_the_kept_translations() {
+    // Address space A (root PT) and B (root PT + 0x8000, the same lower
+    // tables). A loads through VA 0x2000, switches to B, rewrites the PTE
+    // of VA 0x2000, fences, switches back to A and loads again: the second
+    // load must see the new frame, not A's translation from before the
+    // switch.
+    let root_b = PT + 0x8000;
+    let prog = [
+        ld(5, 6, 0),
+        csrrw(0, 0x180, 11),
+        sd(12, 13, 0),
+        SFENCE_VMA,
+        csrrw(0, 0x180, 10),
+        ld(7, 6, 0),
+    ];
+    let mut h = paged(8, 0x1000, &prog, |h| {
+        sv39_tables(h, 0b0100_1010);
+        put(h, root_b, pte(PT + 0x1000, 0));
+        put(h, root_b + 2 * 8, pte(RAM, RWX_U_A_D & !0x10));
+    });
+    put(&mut h, RAM + 0x4000, 1);
+    put(&mut h, RAM + 0x6000, 2);
+    h.set_x(6, 0x2000);
+    h.set_x(11, (8 << 60) | (1 << 44) | (root_b >> 12));
+    // The PTE of VA 0x2000, through the gigapage that maps RAM 1:1.
+    h.set_x(12, PT + 0x2000 + 2 * 8);
+    h.set_x(13, pte(RAM + 0x6000, 0b1100_0110));
+    run(&mut h, prog.len() as u64);
+    assert_eq!((h.x(5), h.x(7), h.pc()), (1, 2, 0x1000 + 4 * 6));
+}
