@@ -89,6 +89,11 @@ fn test_backup_refuses_a_primary_running_another_machine() {
     backup_args[at] = "256M".into();
 
     let (b_status, b_out) = Vm::spawn(None, &backup_args).wait(GUARD);
+    // The primary saw its backup go before anything ran and took the arbiter
+    // (it may still be asking when the backup has exited).
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the backup is gone", GUARD);
     let p_out = primary.kill();
 
     assert_eq!(b_status.and_then(|s| s.code()), Some(2), "{b_out}");
@@ -96,7 +101,6 @@ fn test_backup_refuses_a_primary_running_another_machine() {
         b_out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
         "{b_out}"
     );
-    // The primary saw its backup go before anything ran and took the arbiter.
     assert!(p_out.contains("running alone"), "{p_out}");
 }
 
