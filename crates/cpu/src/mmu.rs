@@ -38,7 +38,6 @@ const SAVED_TLBS: usize = 8;
 
 /// The translations of an address space that is not current: the TLB as it
 /// was when `satp` last changed away from `satp`.
-#[derive(Clone)]
 pub(crate) struct SavedTlb {
     satp: u64,
     r: [TlbEntry; TLB_SIZE],
@@ -170,6 +169,14 @@ impl Hart {
         self.tlb_r[i] = TlbEntry::EMPTY;
         self.tlb_w[i] = TlbEntry::EMPTY;
         self.tlb_x[i] = TlbEntry::EMPTY;
+        // The fence reaches every address space: the kept TLBs lose the
+        // page too, or go whole if a superpage of theirs may hold it.
+        self.saved_tlbs.retain_mut(|s| {
+            s.r[i] = TlbEntry::EMPTY;
+            s.w[i] = TlbEntry::EMPTY;
+            s.x[i] = TlbEntry::EMPTY;
+            !(s.sup.0..=s.sup.1).contains(&vpn)
+        });
     }
 
     /// The tag of the fetch TLB entry for virtual page `vpn`: fetch

@@ -1369,19 +1369,16 @@ fn test_compiled_run_is_compiled_again_after_a_store_into_its_middle() {
     assert_eq!((h.x(1), h.x(2), h.x(5)), (79, 100, 2));
 }
 
-#[test]
-fn test_sfence_in_another_address_space_drops_the_kept_translations() {
-    // Address space A (root PT) and B (root PT + 0x8000, the same lower
-    // tables). A loads through VA 0x2000, switches to B, rewrites the PTE
-    // of VA 0x2000, fences, switches back to A and loads again: the second
-    // load must see the new frame, not A's translation from before the
-    // switch.
+/// The program of the kept-TLB tests: A loads through VA 0x2000 (x6),
+/// switches to B (x11), rewrites the PTE of VA 0x2000 (x12 <- x13), runs
+/// `fence`, switches back to A (x10) and loads again into x7.
+fn kept_tlb_program(fence: u32) -> Hart {
     let root_b = PT + 0x8000;
     let prog = [
         ld(5, 6, 0),
         csrrw(0, 0x180, 11),
         sd(12, 13, 0),
-        SFENCE_VMA,
+        fence,
         csrrw(0, 0x180, 10),
         ld(7, 6, 0),
     ];
@@ -1398,5 +1395,20 @@ fn test_sfence_in_another_address_space_drops_the_kept_translations() {
     h.set_x(12, PT + 0x2000 + 2 * 8);
     h.set_x(13, pte(RAM + 0x6000, 0b1100_0110));
     run(&mut h, prog.len() as u64);
+    h
+}
+
+#[test]
+fn test_sfence_of_one_address_in_another_address_space_reaches_the_kept_translations() {
+    // sfence.vma x6, x0: every address space, VA 0x2000 only.
+    let h = kept_tlb_program(r(0x73, 0, 0x09, 0, 6, 0));
+    assert_eq!((h.x(5), h.x(7), h.pc()), (1, 2, 0x1000 + 4 * 6));
+}
+
+#[test]
+fn test_sfence_in_another_address_space_drops_the_kept_translations() {
+    // sfence.vma x0, x0: the second load must see the new frame, not A's
+    // translation from before the switch.
+    let h = kept_tlb_program(SFENCE_VMA);
     assert_eq!((h.x(5), h.x(7), h.pc()), (1, 2, 0x1000 + 4 * 6));
 }
