@@ -141,9 +141,9 @@ fn instruction(inp: &mut Input, at: usize) -> u32 {
         33 | 34 => {
             // A short branch, forward or back, inside the program.
             let f3 = [0, 1, 4, 5, 6, 7][usize::from(inp.byte()) % 6];
-            let delta = i32::from(inp.byte() as i8) % 16 * 4;
-            let delta = if at as i32 * 4 + delta < 0 { 4 } else { delta };
-            b(f3, rs1, rs2, delta.max(4 - at as i32 * 4))
+            // Never before the program's start.
+            let delta = (i32::from(inp.byte() as i8) % 16 * 4).max(-4 * at as i32);
+            b(f3, rs1, rs2, delta)
         }
         35 => inp.u32(),
         36 => {

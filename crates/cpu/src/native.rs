@@ -32,8 +32,10 @@ pub(crate) const MIN_RUN: usize = 3;
 pub(crate) const MAX_RUN: usize = 48;
 /// Bytes of executable memory per code cache.
 const ARENA_BYTES: usize = 16 << 20;
-/// Room one instruction's code may take at most (Mulh: load, imul, store).
-const MAX_INST_BYTES: usize = 24;
+/// Room one instruction's code may take at most: a register shift or a
+/// compare (two loads, the operation, a sign extension or setcc, a store,
+/// each with a 32-bit displacement) is 27 bytes.
+const MAX_INST_BYTES: usize = 32;
 
 /// Whether `op` can be part of a compiled run.
 pub(crate) fn compilable(op: Op) -> bool {
@@ -130,12 +132,10 @@ impl Emitter {
     }
 
     /// rax = (rax OP x[rs2]) for a two-operand op with a memory source
-    /// (`opcode` without REX).
+    /// (`opcode` with its REX.W prefix).
     fn op64_mem(&mut self, opcode: &[u8], rs1: usize, rs2: usize, rd: usize) {
         self.load_rax(rs1);
-        let mut op = vec![W];
-        op.extend_from_slice(opcode);
-        self.mem(&op, RAX, rs2);
+        self.mem(opcode, RAX, rs2);
         self.store_rax(rd);
     }
 
@@ -238,12 +238,12 @@ impl Emitter {
             Op::Slliw => self.shift_imm(false, 4, rs1, sh32, rd),
             Op::Srliw => self.shift_imm(false, 5, rs1, sh32, rd),
             Op::Sraiw => self.shift_imm(false, 7, rs1, sh32, rd),
-            Op::Add => self.op64_mem(&[0x03], rs1, s.rs2(), rd),
-            Op::Sub => self.op64_mem(&[0x2b], rs1, s.rs2(), rd),
-            Op::Xor => self.op64_mem(&[0x33], rs1, s.rs2(), rd),
-            Op::Or => self.op64_mem(&[0x0b], rs1, s.rs2(), rd),
-            Op::And => self.op64_mem(&[0x23], rs1, s.rs2(), rd),
-            Op::Mul => self.op64_mem(&[0x0f, 0xaf], rs1, s.rs2(), rd),
+            Op::Add => self.op64_mem(&[W, 0x03], rs1, s.rs2(), rd),
+            Op::Sub => self.op64_mem(&[W, 0x2b], rs1, s.rs2(), rd),
+            Op::Xor => self.op64_mem(&[W, 0x33], rs1, s.rs2(), rd),
+            Op::Or => self.op64_mem(&[W, 0x0b], rs1, s.rs2(), rd),
+            Op::And => self.op64_mem(&[W, 0x23], rs1, s.rs2(), rd),
+            Op::Mul => self.op64_mem(&[W, 0x0f, 0xaf], rs1, s.rs2(), rd),
             Op::Slt | Op::Sltu => {
                 self.load_rax(rs1);
                 self.mem(&[W, 0x3b], RAX, s.rs2());
@@ -429,5 +429,51 @@ mod other {
             &mut []
         }
         pub(crate) fn call(&self, _off: usize, _x: &mut [u64; crate::decode::XREGS]) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode;
+
+    fn r(op: u32, f3: u32, f7: u32) -> u32 {
+        (f7 << 25) | (29 << 20) | (30 << 15) | (f3 << 12) | (31 << 7) | op
+    }
+
+    fn i(op: u32, f3: u32, imm: u32) -> u32 {
+        (imm << 20) | (30 << 15) | (f3 << 12) | (31 << 7) | op
+    }
+
+    #[test]
+    fn test_every_compiled_instruction_fits_its_reserved_room() {
+        // Registers 29..31: every operand takes a 32-bit displacement.
+        let mut insts = vec![0xfff_fff_u32 << 12 | 31 << 7 | 0x37];
+        for f3 in [0, 2, 3, 4, 6, 7] {
+            insts.push(i(0x13, f3, 0x800));
+        }
+        insts.extend([i(0x13, 1, 63), i(0x13, 5, 63), i(0x13, 5, 0x400 | 63)]);
+        insts.extend([i(0x1b, 0, 0x800), i(0x1b, 1, 31), i(0x1b, 5, 31)]);
+        insts.push(i(0x1b, 5, 0x400 | 31));
+        for f3 in 0..8 {
+            insts.push(r(0x33, f3, 0));
+        }
+        insts.extend([r(0x33, 0, 0x20), r(0x33, 5, 0x20)]);
+        insts.extend([r(0x33, 0, 1), r(0x33, 1, 1), r(0x33, 3, 1)]);
+        for (f3, f7) in [(0, 0), (0, 0x20), (1, 0), (5, 0), (5, 0x20), (0, 1)] {
+            insts.push(r(0x3b, f3, f7));
+        }
+        for inst in insts {
+            let s = decode(inst, false);
+            assert!(compilable(s.op), "{inst:08x} decodes to {:?}", s.op);
+            let code = emit(&[s]).expect("compiles");
+            // Without the final `ret`.
+            assert!(
+                code.len() - 1 <= MAX_INST_BYTES,
+                "{inst:08x} ({:?}) takes {} bytes",
+                s.op,
+                code.len() - 1
+            );
+        }
     }
 }
