@@ -320,7 +320,7 @@ mod tests {
         Arc<Mutex<Vec<u8>>>,
         LogWriter<super::super::pipe::PipeWriter>,
     ) {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, std::time::Duration::ZERO);
         let log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn test_without_backup_reads_a_read_holds_nothing_back() {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, std::time::Duration::ZERO);
         let gate = OutputGate::new(
             pipe,
             Arc::new(Backends::default()),

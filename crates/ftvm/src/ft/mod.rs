@@ -42,6 +42,12 @@ pub struct FtArgs {
     /// Size of the log buffer on each side, e.g. 8M.
     #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
     pub log_buffer: u64,
+    /// Least time, in microseconds, from one send of the log to the next
+    /// that an output forces: outputs produced within it leave in one send
+    /// (fewer wake-ups on both sides), and an output after a quieter spell
+    /// goes at once. 0 sends for every output.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub flush_gap_us: u64,
     /// Largest execution lag of the backup, in milliseconds of guest time,
     /// before the primary's vCPU is slowed.
     #[arg(long, default_value_t = 100)]

@@ -11,7 +11,7 @@ use super::lock;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of a log frame besides its payload (see `ftvm_replay`'s layout).
 pub const FRAME_OVERHEAD: usize = 25;
@@ -34,6 +34,8 @@ struct PipeState {
     broken: bool,
     /// The writer is done (End written, or the pair ended).
     closed: bool,
+    /// When the sender last took data.
+    taken_at: Option<Instant>,
 }
 
 /// The primary's outbound log buffer.
@@ -41,15 +43,21 @@ pub struct LogPipe {
     state: Mutex<PipeState>,
     cond: Condvar,
     capacity: usize,
+    flush_gap: Duration,
 }
 
 impl LogPipe {
-    /// A buffer holding at most `capacity` bytes not yet sent.
-    pub fn new(capacity: usize) -> Arc<LogPipe> {
+    /// A buffer holding at most `capacity` bytes not yet sent. A flush
+    /// request comes at most `flush_gap` after the previous send: outputs
+    /// produced within it leave in one send (one wake-up of each thread on
+    /// the way to the backup and back), while an output after a quiet spell
+    /// goes at once.
+    pub fn new(capacity: usize, flush_gap: Duration) -> Arc<LogPipe> {
         Arc::new(LogPipe {
             state: Mutex::new(PipeState::default()),
             cond: Condvar::new(),
             capacity: capacity.max(64 * 1024),
+            flush_gap,
         })
     }
 
@@ -66,7 +74,9 @@ impl LogPipe {
     /// Asks the sender to send what is buffered now.
     pub fn flush(&self) {
         let mut s = lock(&self.state);
-        if !s.buf.is_empty() {
+        // Once asked, the sender knows when to send: outputs that follow
+        // within the gap do not wake it again.
+        if !s.buf.is_empty() && !s.flush {
             s.flush = true;
             self.cond.notify_all();
         }
@@ -97,19 +107,32 @@ impl LogPipe {
             if s.broken {
                 return None;
             }
-            if !s.buf.is_empty() && (s.flush || s.closed || s.buf.len() >= self.capacity / 4) {
-                s.flush = false;
-                let spare = std::mem::take(&mut s.spare);
-                let out = std::mem::replace(&mut s.buf, spare);
-                self.cond.notify_all();
-                return Some(out);
+            let mut wait = max_wait;
+            if !s.buf.is_empty() {
+                let urgent = s.closed || s.buf.len() >= self.capacity / 4;
+                // A flush request waits out the gap since the last send.
+                let early = match s.taken_at {
+                    Some(at) if s.flush && !urgent => self.flush_gap.saturating_sub(at.elapsed()),
+                    _ => Duration::ZERO,
+                };
+                if urgent || (s.flush && early.is_zero()) {
+                    s.flush = false;
+                    s.taken_at = Some(Instant::now());
+                    let spare = std::mem::take(&mut s.spare);
+                    let out = std::mem::replace(&mut s.buf, spare);
+                    self.cond.notify_all();
+                    return Some(out);
+                }
+                if s.flush {
+                    wait = early;
+                }
             }
             if s.closed && s.buf.is_empty() {
                 return None;
             }
             let (next, timeout) = self
                 .cond
-                .wait_timeout(s, max_wait)
+                .wait_timeout(s, wait)
                 .unwrap_or_else(|poison| poison.into_inner());
             s = next;
             if timeout.timed_out() && !s.buf.is_empty() {
@@ -370,7 +393,7 @@ mod tests {
 
     #[test]
     fn test_pipe_counts_frames_and_a_split_stream_reads_back() {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, Duration::ZERO);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(b"cfg".to_vec())).expect("header");
         for i in 0..100 {
             log.write(i, &Event::Now { mtime: i * 3 }).expect("frame");
@@ -401,7 +424,7 @@ mod tests {
 
     #[test]
     fn test_stream_ending_with_the_end_frame_says_so() {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, Duration::ZERO);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         log.write(1, &Event::Now { mtime: 1 }).expect("frame");
         log.write(
@@ -424,7 +447,7 @@ mod tests {
 
     #[test]
     fn test_stream_cut_inside_a_frame_is_an_error_after_the_whole_ones() {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, Duration::ZERO);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         log.write(1, &Event::Now { mtime: 1 }).expect("frame");
         log.write(2, &Event::Now { mtime: 2 }).expect("frame");
@@ -444,7 +467,7 @@ mod tests {
 
     #[test]
     fn test_full_pipe_blocks_the_writer_until_the_sender_drains() {
-        let pipe = LogPipe::new(64 * 1024);
+        let pipe = LogPipe::new(64 * 1024, Duration::ZERO);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         let drained = pipe.clone();
         let sender = std::thread::spawn(move || {
@@ -467,7 +490,7 @@ mod tests {
 
     #[test]
     fn test_recycled_buffers_take_turns_and_keep_their_memory() {
-        let pipe = LogPipe::new(1 << 20);
+        let pipe = LogPipe::new(1 << 20, Duration::ZERO);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         let mut taken = Vec::new();
         let mut sent = 0;
@@ -496,6 +519,76 @@ mod tests {
             len < 100 && capacity >= 100_000,
             "third buffer: {len} bytes in a capacity of {capacity}"
         );
+    }
+
+    fn frame_into(log: &mut LogWriter<PipeWriter>, i: u64, len: usize) {
+        log.write(
+            i,
+            &Event::ConsoleInput {
+                bytes: vec![7u8; len],
+            },
+        )
+        .expect("frame");
+    }
+
+    #[test]
+    fn test_flush_within_the_gap_waits_for_it_and_takes_what_came_meanwhile() {
+        let gap = Duration::from_millis(200);
+        let pipe = LogPipe::new(1 << 20, gap);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        pipe.flush();
+        let first = pipe.take(Duration::from_secs(60)).expect("header");
+        let sent_at = Instant::now();
+        frame_into(&mut log, 1, 10);
+        pipe.flush();
+        frame_into(&mut log, 2, 10);
+        pipe.flush();
+
+        let second = pipe.take(Duration::from_secs(60)).expect("frames");
+
+        assert!(
+            sent_at.elapsed() >= gap,
+            "sent {:?} after the last send",
+            sent_at.elapsed()
+        );
+        assert_eq!((first.len() + second.len()) as u64, pipe.bytes());
+    }
+
+    #[test]
+    fn test_a_quarter_full_pipe_is_sent_without_waiting_out_the_gap() {
+        let pipe = LogPipe::new(1 << 20, Duration::from_secs(3600));
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        pipe.flush();
+        pipe.take(Duration::from_secs(60)).expect("header");
+        // A console-input payload is its 4-byte length and the bytes.
+        frame_into(&mut log, 1, 300_000);
+        let taker = pipe.clone();
+        let (done, taken) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(taker.take(Duration::from_secs(3600)).map(|c| c.len()));
+        });
+
+        let len = taken
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the sender waited out the hour-long gap");
+
+        assert_eq!(len, Some(300_000 + 4 + FRAME_OVERHEAD));
+    }
+
+    #[test]
+    fn test_closing_sends_the_rest_without_waiting_out_the_gap() {
+        let pipe = LogPipe::new(1 << 20, Duration::from_secs(3600));
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        pipe.flush();
+        pipe.take(Duration::from_secs(60)).expect("header");
+        frame_into(&mut log, 1, 10);
+        pipe.flush();
+        pipe.close();
+
+        let rest = pipe.take(Duration::from_secs(60)).map(|c| c.len());
+
+        assert_eq!(rest, Some(10 + 4 + FRAME_OVERHEAD));
+        assert_eq!(pipe.take(Duration::from_secs(60)), None);
     }
 
     #[test]

@@ -84,7 +84,10 @@ pub fn run(
         console,
         backends,
     } = setup;
-    let pipe = LogPipe::new(args.log_buffer as usize);
+    let pipe = LogPipe::new(
+        args.log_buffer as usize,
+        Duration::from_micros(args.flush_gap_us),
+    );
     let console = Arc::new(Mutex::new(console));
     let gate_console = console.clone();
     let gate = OutputGate::new(
