@@ -591,6 +591,61 @@ mod tests {
         assert_eq!(pipe.take(Duration::from_secs(60)), None);
     }
 
+    /// A stream that returns at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.step).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn test_frames_split_across_reads_arrive_whole_and_in_order() {
+        let pipe = LogPipe::new(64 << 20, Duration::ZERO);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(b"cfg".to_vec())).expect("header");
+        // Small frames (empty console input writes none), and frames larger
+        // than the receive buffer.
+        let sizes: Vec<usize> = (0..200)
+            .map(|i| match i % 7 {
+                0 => 300_000 + i,
+                3 => 70_000,
+                _ => i % 50,
+            })
+            .collect();
+        for (i, &len) in sizes.iter().enumerate() {
+            let bytes = (0..len).map(|b| (b + i) as u8).collect();
+            log.write(i as u64, &Event::ConsoleInput { bytes })
+                .expect("frame");
+        }
+        pipe.close();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = pipe.take(Duration::from_millis(1)) {
+            bytes.extend(chunk);
+        }
+
+        for step in [5, 4096, 200_000, usize::MAX] {
+            let mut stream = Trickle { data: &bytes, step };
+            let mut received = Vec::new();
+            let mut frames = 0;
+            let ended = split_frames(&mut stream, &mut |b, f| {
+                received.extend_from_slice(b);
+                frames += f;
+            })
+            .expect("splits");
+
+            assert!(!ended, "no End frame was written");
+            assert_eq!(frames, pipe.entries(), "step {step}");
+            assert!(received == bytes, "step {step}: the bytes differ");
+        }
+    }
+
     #[test]
     fn test_inbound_reader_waits_for_data_and_ends_when_told() {
         let inbound = Inbound::new(1 << 16);
