@@ -23,6 +23,9 @@
 #                 with the primary given --backup-reads)
 #   FT_ARGS       extra flags for both sides of the pair (default none: the defaults,
 #                 heartbeat 50 ms, timeout 400 ms, max lag 100 ms, 8M log buffer)
+#   PIN=1         two hosts of one CPU each: the single run, the primary and the
+#                 driver (network client) on CPU 0, the backup on CPU 1 (default 0:
+#                 unpinned, the pair shares both CPUs; see bench/README.md)
 #   SAMPLE_S      status sampling period (default 0.5)
 #   CMDLINE       kernel command line (default "console=ttyS0 quiet cryptomgr.notests=1")
 #   RUN_TIMEOUT   seconds per boot before it is killed (default 600)
@@ -49,7 +52,7 @@ export N=${N:-1} INT_WORK=${INT_WORK:-4000} DISK_MB=${DISK_MB:-128}
 export NET_MB=${NET_MB:-32} NET_TIMEOUT=${NET_TIMEOUT:-60}
 export FAILOVER_N=${FAILOVER_N:-3} KILL_AFTER=${KILL_AFTER:-3} TICK_MS=${TICK_MS:-10}
 export WORKLOADS=${WORKLOADS:-cpu disk disk-br net failover}
-export FT_ARGS=${FT_ARGS:-} SAMPLE_S=${SAMPLE_S:-0.5}
+export FT_ARGS=${FT_ARGS:-} SAMPLE_S=${SAMPLE_S:-0.5} PIN=${PIN:-0}
 export CMDLINE=${CMDLINE:-console=ttyS0 quiet cryptomgr.notests=1}
 export MEM=${MEM:-512M} RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 export RESULTS=${RESULTS:-$here/results}

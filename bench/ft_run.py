@@ -20,6 +20,13 @@ If NETNS is set, this process already runs inside that network namespace (ft.sh
 put it there), which holds a bridge at HOST_IP with three TAPs on it: TAP_SINGLE for
 `ftvm run`, TAP_PRIMARY and TAP_BACKUP for the pair (the backup's stays silent until
 it goes live).
+
+With PIN=1 the machine plays two hosts of one core each: `ftvm run` and the primary
+(with all their threads) run on CPU 0, the backup on CPU 1, and this driver (the
+network client, the samplers) on CPU 0 too. Unpinned, the pair's two vCPUs share
+both CPUs with everything else, while the single run has both CPUs for one VM: the
+ratio then also measures running two VMs on the cores one had, not only the FT
+overhead that the VMware FT figures compare (a pair on two hosts against one host).
 """
 
 import datetime
@@ -59,6 +66,9 @@ WORKLOADS = E.get("WORKLOADS", "").split()
 RUN_TIMEOUT = float(E.get("RUN_TIMEOUT", "0"))
 SAMPLE_S = float(E.get("SAMPLE_S", "0"))
 FT_ARGS = E.get("FT_ARGS", "").split()
+PIN = E.get("PIN", "0") == "1"
+# The CPU each role runs on with PIN=1 ("host A" and "host B").
+CPU_OF = {"main": 0, "single": 0, "primary": 0, "backup": 1}
 RESULTS = E.get("RESULTS", "")
 LOGS = E.get("LOGS", "")
 NETNS = E.get("NETNS", "")
@@ -277,11 +287,15 @@ def thread_cpu(pid):
     return out
 
 
-def spawn(args, log_path):
-    """An ftvm process in a session of its own (so that stop() reaches only it)."""
+def spawn(args, log_path, role):
+    """An ftvm process in a session of its own (so that stop() reaches only it);
+    with PIN=1 on its role's CPU."""
+    cpu = CPU_OF[role]
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if PIN else None
     return subprocess.Popen([FTVM] + args, stdin=subprocess.DEVNULL,
                             stdout=open(log_path + ".stdout", "wb"),
-                            stderr=open(log_path, "wb"), start_new_session=True)
+                            stderr=open(log_path, "wb"), start_new_session=True,
+                            preexec_fn=pin)
 
 
 def stop(proc):
@@ -373,7 +387,7 @@ def run_once(workload, config, rep):
             consoles["main"] = Console(con, on_mark)
             procs["main"] = spawn(["run", "--serial", f"file={con}", "--stats"]
                                   + vm_args(workload, "single", tmp),
-                                  os.path.join(LOGS, tag + ".stderr"))
+                                  os.path.join(LOGS, tag + ".stderr"), "single")
         else:
             port = free_port()
             pcon = os.path.join(tmp, "primary.console")
@@ -382,12 +396,12 @@ def run_once(workload, config, rep):
             procs["main"] = spawn(["primary"] + ft_args(tmp, port, "primary", workload)
                                   + ["--serial", f"file={pcon}"]
                                   + vm_args(workload, "primary", tmp),
-                                  os.path.join(LOGS, tag + "-primary.stderr"))
+                                  os.path.join(LOGS, tag + "-primary.stderr"), "primary")
             time.sleep(0.2)
             procs["backup"] = spawn(["backup"] + ft_args(tmp, port, "backup", workload)
                                     + ["--serial", f"file={bcon}"]
                                     + vm_args(workload, "backup", tmp),
-                                    os.path.join(LOGS, tag + "-backup.stderr"))
+                                    os.path.join(LOGS, tag + "-backup.stderr"), "backup")
             sampler = Sampler(os.path.join(tmp, "primary.sock"))
         main = procs["main"]
         deadline = start + RUN_TIMEOUT
@@ -585,12 +599,12 @@ def failover_once(rep):
         procs["primary"] = spawn(["primary"] + ft_args(tmp, port, "primary")
                                  + ["--serial", f"file={pcon}"]
                                  + vm_args("failover", "primary", tmp),
-                                 os.path.join(LOGS, tag + "-primary.stderr"))
+                                 os.path.join(LOGS, tag + "-primary.stderr"), "primary")
         time.sleep(0.2)
         procs["backup"] = spawn(["backup"] + ft_args(tmp, port, "backup")
                                 + ["--serial", f"file={bcon}"]
                                 + vm_args("failover", "backup", tmp),
-                                os.path.join(LOGS, tag + "-backup.stderr"))
+                                os.path.join(LOGS, tag + "-backup.stderr"), "backup")
         deadline = start + RUN_TIMEOUT
         # Boot, then KILL_AFTER seconds of ticks.
         while time.monotonic() < deadline:
@@ -808,6 +822,12 @@ def report(path):
 
 
 def main():
+    if PIN:
+        if os.cpu_count() < 2:
+            say("PIN=1 needs two CPUs")
+            return 2
+        # The client and the samplers live on "host A", with the single run and the primary.
+        os.sched_setaffinity(0, {CPU_OF["main"]})
     runs = []
     failovers = []
     failed = False
@@ -861,7 +881,7 @@ def main():
     out = os.path.join(RESULTS, f"ft-{stamp}.json")
     config = {k: E.get(k) for k in ("FTVM", "INITRD", "CMDLINE", "MEM", "N", "INT_WORK", "DISK_MB",
                                      "NET_MB", "NET_TIMEOUT", "FAILOVER_N", "KILL_AFTER", "TICK_MS",
-                                     "WORKLOADS", "RUN_TIMEOUT", "SAMPLE_S", "FT_ARGS", "NETNS",
+                                     "WORKLOADS", "RUN_TIMEOUT", "SAMPLE_S", "FT_ARGS", "PIN", "NETNS",
                                      "NET_NOTE", "FTVM_VERSION", "HOST")}
     with open(out, "w") as f:
         json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
