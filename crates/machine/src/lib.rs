@@ -14,6 +14,7 @@ pub mod layout;
 pub mod loader;
 pub mod replay;
 pub mod rom;
+pub mod snapshot;
 
 mod board;
 
@@ -116,6 +117,26 @@ pub enum ConfigError {
     },
 }
 
+/// Checks what [`Machine::new`] and [`Machine::from_snapshot`] need of a
+/// configuration before they allocate anything: the RAM size, an initrd only
+/// with a kernel, no more virtio devices than slots.
+fn check_config(config: &MachineConfig) -> Result<(), ConfigError> {
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&config.memory_size) {
+        return Err(ConfigError::MemorySize {
+            size: config.memory_size,
+        });
+    }
+    if config.initrd.is_some() && config.kernel.is_none() {
+        return Err(ConfigError::InitrdWithoutKernel);
+    }
+    if config.virtio.len() as u64 > VIRTIO_SLOTS {
+        return Err(ConfigError::TooManyDevices {
+            count: config.virtio.len(),
+        });
+    }
+    Ok(())
+}
+
 /// The outcome of one step of the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -143,19 +164,7 @@ pub struct Machine {
 impl Machine {
     /// Builds a machine and loads its images, asking `env` for the rng-seed.
     pub fn new(config: MachineConfig, env: &mut dyn Environment) -> Result<Machine, ConfigError> {
-        if !(MIN_MEMORY..=MAX_MEMORY).contains(&config.memory_size) {
-            return Err(ConfigError::MemorySize {
-                size: config.memory_size,
-            });
-        }
-        if config.initrd.is_some() && config.kernel.is_none() {
-            return Err(ConfigError::InitrdWithoutKernel);
-        }
-        if config.virtio.len() as u64 > VIRTIO_SLOTS {
-            return Err(ConfigError::TooManyDevices {
-                count: config.virtio.len(),
-            });
-        }
+        check_config(&config)?;
         let mut machine = Machine {
             hart: Hart::new(Memory::new(DRAM_BASE, config.memory_size)),
             board: Board::new(Vec::new(), Vec::new()),
@@ -334,6 +343,32 @@ impl Machine {
             .ram_hasher
             .update(self.hart.memory().as_bytes(), &dirty);
         digest::digest(&self.hart, &self.board, ram)
+    }
+
+    /// The whole machine state as bytes (see [`snapshot`] for the layout): the
+    /// hart, the non-zero pages of RAM, every device, the time, and a
+    /// description of the configuration. The boot images are not in it.
+    ///
+    /// Take it between two [`Machine::step`]s. Requests the virtio devices
+    /// handed to their host backends and that are not completed are in it (as
+    /// device state), but their completions are not: a machine restored
+    /// elsewhere needs its backends to be given them again
+    /// ([`VirtioMmio::in_flight_requests`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// The machine a [`Machine::snapshot`] was taken of, with the boot images
+    /// (used again on a reboot) from `config`, which must describe the same
+    /// machine: the same RAM size, virtio devices, images and command line.
+    ///
+    /// The bytes are untrusted: any input gives an error rather than a panic,
+    /// and every device and the hart are validated as they are restored.
+    pub fn from_snapshot(
+        config: MachineConfig,
+        bytes: &[u8],
+    ) -> Result<Machine, snapshot::SnapshotError> {
+        snapshot::decode(config, bytes)
     }
 
     /// The hart.

@@ -112,7 +112,7 @@ fn update_tables(crc: u32, data: &[u8]) -> u32 {
 }
 
 /// The CRC-32C of `data`.
-pub(crate) fn crc32c(data: &[u8]) -> u32 {
+pub fn crc32c(data: &[u8]) -> u32 {
     let mut crc = Crc32c::new();
     crc.update(data);
     crc.finish()

@@ -111,6 +111,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+/// CRC-32C (Castagnoli) of a byte string, the checksum of log frames; also used by
+/// machine snapshots (`ftvm_machine::snapshot`). `crc32c(b"123456789")` is `0xe3069283`.
+pub use crc::crc32c;
 pub use error::LogError;
 pub use event::{BlockOpRecord, EndStatus, Event, Header, SubmitRecord, VERSION};
 pub use hash::hash_bytes;
