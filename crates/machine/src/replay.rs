@@ -9,8 +9,10 @@
 //! and it stops with a [`ReplayError`] naming the first icount at which the
 //! machine did something other than what was recorded.
 //!
-//! [`drive`] is the loop both use: step the machine, take a digest every
-//! [`DIGEST_INTERVAL`] instructions, and end the log with the run's outcome.
+//! [`record_step`] and [`replay_step`] are the loop's step on each side: step
+//! the machine and log (or check) a digest every [`DIGEST_INTERVAL`]
+//! instructions; [`record_end`] and [`replay_end`] end the log with the run's
+//! outcome (and check it).
 //! Because the machine is deterministic, the recording run and the replay
 //! call the environment in the same order at the same icounts.
 
