@@ -554,41 +554,51 @@ mod tests {
         assert_eq!((first.len() + second.len()) as u64, pipe.bytes());
     }
 
-    #[test]
-    fn test_a_quarter_full_pipe_is_sent_without_waiting_out_the_gap() {
+    /// A pipe whose flush gap is an hour, with its header already sent, so the
+    /// next flush request would wait out the gap.
+    fn pipe_in_a_long_gap() -> (Arc<LogPipe>, LogWriter<PipeWriter>) {
         let pipe = LogPipe::new(1 << 20, Duration::from_secs(3600));
-        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        let log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
         pipe.flush();
         pipe.take(Duration::from_secs(60)).expect("header");
-        // A console-input payload is its 4-byte length and the bytes.
-        frame_into(&mut log, 1, 300_000);
+        (pipe, log)
+    }
+
+    /// The length of what the sender takes next, failing the test if the
+    /// sender is still waiting after a minute.
+    fn next_take(pipe: &Arc<LogPipe>) -> Option<usize> {
         let taker = pipe.clone();
         let (done, taken) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(taker.take(Duration::from_secs(3600)).map(|c| c.len()));
         });
-
-        let len = taken
+        taken
             .recv_timeout(Duration::from_secs(60))
-            .expect("the sender waited out the hour-long gap");
+            .expect("the sender waited out the hour-long gap")
+    }
+
+    #[test]
+    fn test_a_quarter_full_pipe_is_sent_without_waiting_out_the_gap() {
+        let (pipe, mut log) = pipe_in_a_long_gap();
+        // A console-input payload is its 4-byte length and the bytes.
+        frame_into(&mut log, 1, 300_000);
+
+        let len = next_take(&pipe);
 
         assert_eq!(len, Some(300_000 + 4 + FRAME_OVERHEAD));
     }
 
     #[test]
     fn test_closing_sends_the_rest_without_waiting_out_the_gap() {
-        let pipe = LogPipe::new(1 << 20, Duration::from_secs(3600));
-        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
-        pipe.flush();
-        pipe.take(Duration::from_secs(60)).expect("header");
+        let (pipe, mut log) = pipe_in_a_long_gap();
         frame_into(&mut log, 1, 10);
         pipe.flush();
         pipe.close();
 
-        let rest = pipe.take(Duration::from_secs(60)).map(|c| c.len());
+        let rest = next_take(&pipe);
 
         assert_eq!(rest, Some(10 + 4 + FRAME_OVERHEAD));
-        assert_eq!(pipe.take(Duration::from_secs(60)), None);
+        assert_eq!(next_take(&pipe), None);
     }
 
     /// A stream that returns at most `step` bytes per read.
