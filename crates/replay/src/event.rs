@@ -486,25 +486,40 @@ pub(crate) fn encode_completion_payload(
     slot: u8,
     completion: &BackendCompletion,
 ) -> Result<(), TooLong> {
+    let data = encode_completion_head(out, slot, completion)?;
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Appends the payload of a completion up to and including the length of its
+/// data, which is the payload's last field, and returns that data: the payload
+/// is what this appended followed by the returned bytes.
+pub(crate) fn encode_completion_head<'a>(
+    out: &mut Vec<u8>,
+    slot: u8,
+    completion: &'a BackendCompletion,
+) -> Result<&'a [u8], TooLong> {
     out.push(slot);
-    match completion {
+    let data = match completion {
         BackendCompletion::Block { id, status, data } => {
             out.push(COMPLETION_BLOCK);
             out.extend_from_slice(&id.to_le_bytes());
             out.push(*status);
-            put_bytes(out, data)?;
+            data
         }
         BackendCompletion::NetRx { frame } => {
             out.push(COMPLETION_NET_RX);
-            put_bytes(out, frame)?;
+            frame
         }
         BackendCompletion::Entropy { id, data } => {
             out.push(COMPLETION_ENTROPY);
             out.extend_from_slice(&id.to_le_bytes());
-            put_bytes(out, data)?;
+            data
         }
-    }
-    Ok(())
+    };
+    let len = u32::try_from(data.len()).map_err(|_| TooLong)?;
+    out.extend_from_slice(&len.to_le_bytes());
+    Ok(data)
 }
 
 fn decode_completion(d: &mut Decoder<'_>) -> Result<BackendCompletion, DecodeError> {

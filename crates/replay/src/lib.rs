@@ -118,7 +118,7 @@ pub use error::LogError;
 pub use event::{BlockOpRecord, EndStatus, Event, Header, SubmitRecord, VERSION};
 pub use hash::hash_bytes;
 pub use reader::{decode_all, Entry, LogReader};
-pub use writer::LogWriter;
+pub use writer::{LogWriter, BORROWED_DATA};
 
 /// The first eight bytes of every log.
 pub const MAGIC: [u8; 8] = *b"FTVMLOG\0";

@@ -1491,6 +1491,36 @@ fn test_write_completion_writes_the_bytes_of_the_completion_event() {
                 data: vec![9; 64],
             },
         ),
+        // At and around the size from which the data goes as its own slice.
+        (
+            0,
+            BackendCompletion::Block {
+                id: 2,
+                status: 0,
+                data: (0..BORROWED_DATA).map(|i| i as u8).collect(),
+            },
+        ),
+        (
+            0,
+            BackendCompletion::Block {
+                id: 3,
+                status: 1,
+                data: vec![3; BORROWED_DATA - 1],
+            },
+        ),
+        (
+            1,
+            BackendCompletion::NetRx {
+                frame: vec![4; 70_000],
+            },
+        ),
+        (
+            2,
+            BackendCompletion::Entropy {
+                id: 6,
+                data: vec![5; BORROWED_DATA + 1],
+            },
+        ),
     ];
     let mut borrowed =
         LogWriter::new(Vec::new(), &Header::new(Vec::new())).expect("should succeed");
@@ -1514,8 +1544,43 @@ fn test_write_completion_writes_the_bytes_of_the_completion_event() {
 
     assert_eq!(
         (borrowed.next_seq(), borrowed.into_inner()),
-        (3, write_log(&[], &events))
+        (7, write_log(&[], &events))
     );
+}
+
+/// A writer that takes at most 5 bytes per call, vectored or not.
+struct Dribble(Vec<u8>);
+
+impl io::Write for Dribble {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(5);
+        self.0.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn test_a_completion_written_in_slices_survives_a_writer_taking_five_bytes_at_a_time() {
+    let completion = BackendCompletion::Block {
+        id: 9,
+        status: 0,
+        data: (0..3 * BORROWED_DATA).map(|i| (i * 13) as u8).collect(),
+    };
+    let mut dribbled =
+        LogWriter::new(Dribble(Vec::new()), &Header::new(Vec::new())).expect("should succeed");
+    dribbled
+        .write_completion(ICOUNT, 0, &completion)
+        .expect("should succeed");
+    let event = Event::Completion {
+        slot: 0,
+        completion,
+    };
+
+    assert_eq!(dribbled.into_inner().0, write_log(&[], &[(ICOUNT, event)]));
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Writing a log.
 
-use crate::crc::crc32c;
-use crate::event::{encode_completion_payload, kind, Event, Header, TooLong, VERSION};
+use crate::crc::{crc32c, Crc32c};
+use crate::event::{
+    encode_completion_head, encode_completion_payload, kind, Event, Header, TooLong, VERSION,
+};
 use crate::{FRAME_OVERHEAD, MAGIC, MAX_CONFIG_LEN, MAX_FRAME_LEN};
 use ftvm_devices::virtio::BackendCompletion;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 /// Writes a log: the header at creation, then one frame per [`write`](Self::write).
 ///
@@ -13,8 +15,11 @@ use std::io::{self, Write};
 /// [`MAX_FRAME_LEN`], an entry after [`Event::End`]. After an I/O error it refuses
 /// every further write, since the stream may hold a partial frame.
 ///
-/// Frames go to `W` one `write_all` each; wrap a file in a `BufWriter` and call
-/// [`flush`](Self::flush) where the data must be out (the FT output rule).
+/// Frames go to `W` one at a time: one `write_all`, or for a completion carrying
+/// at least [`BORROWED_DATA`] bytes, writes of three slices (the frame up to the
+/// data, the completion's own data, the CRC) that together are the frame, so that
+/// the data is not copied into the frame first. Wrap a file in a `BufWriter` and
+/// call [`flush`](Self::flush) where the data must be out (the FT output rule).
 #[derive(Debug)]
 pub struct LogWriter<W: Write> {
     inner: W,
@@ -25,6 +30,29 @@ pub struct LogWriter<W: Write> {
     failed: bool,
     /// The frame being built, kept to reuse its allocation.
     frame: Vec<u8>,
+}
+
+/// Completion data of at least this many bytes goes to the underlying writer as
+/// its own slice (see [`LogWriter`]).
+pub const BORROWED_DATA: usize = 4096;
+
+/// Writes all of `slices`, in order, with `write_vectored`.
+fn write_all_slices(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "failed to write a whole log frame",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -85,9 +113,46 @@ impl<W: Write> LogWriter<W> {
         slot: u8,
         completion: &BackendCompletion,
     ) -> io::Result<()> {
-        self.write_frame(icount, kind::COMPLETION, |out| {
-            encode_completion_payload(out, slot, completion)
-        })
+        let (BackendCompletion::Block { data, .. }
+        | BackendCompletion::NetRx { frame: data }
+        | BackendCompletion::Entropy { data, .. }) = completion;
+        if data.len() < BORROWED_DATA {
+            return self.write_frame(icount, kind::COMPLETION, |out| {
+                encode_completion_payload(out, slot, completion)
+            });
+        }
+        self.check(icount)?;
+        self.frame.clear();
+        self.frame.extend_from_slice(&[0; 4]); // length, filled in below
+        self.frame.extend_from_slice(&self.next_seq.to_le_bytes());
+        self.frame.extend_from_slice(&icount.to_le_bytes());
+        self.frame.push(kind::COMPLETION);
+        let data = encode_completion_head(&mut self.frame, slot, completion)
+            .map_err(|_| invalid("log entry byte string is longer than 4 GiB"))?;
+        let payload_len = u32::try_from(self.frame.len() - (FRAME_OVERHEAD - 4) + data.len())
+            .ok()
+            .filter(|&len| len <= MAX_FRAME_LEN)
+            .ok_or_else(|| invalid("log entry payload is larger than MAX_FRAME_LEN"))?;
+        self.frame[..4].copy_from_slice(&payload_len.to_le_bytes());
+        let mut crc = Crc32c::new();
+        crc.update(&self.frame[4..]);
+        crc.update(data);
+        let crc = crc.finish().to_le_bytes();
+        let mut slices = [
+            IoSlice::new(&self.frame),
+            IoSlice::new(data),
+            IoSlice::new(&crc),
+        ];
+        if let Err(e) = write_all_slices(&mut self.inner, &mut slices) {
+            self.failed = true;
+            return Err(e);
+        }
+        self.wrote(
+            icount,
+            kind::COMPLETION,
+            self.frame.len() + data.len() + crc.len(),
+        );
+        Ok(())
     }
 
     /// Whether an entry at `icount` may be written now.
@@ -132,11 +197,16 @@ impl<W: Write> LogWriter<W> {
             self.failed = true;
             return Err(e);
         }
-        self.bytes_written += self.frame.len() as u64;
+        self.wrote(icount, kind, self.frame.len());
+        Ok(())
+    }
+
+    /// Counts a frame of `kind` and `len` bytes at `icount` as written.
+    fn wrote(&mut self, icount: u64, kind: u8, len: usize) {
+        self.bytes_written += len as u64;
         self.next_seq += 1;
         self.last_icount = icount;
         self.ended = kind == kind::END;
-        Ok(())
     }
 
     /// Flushes the underlying writer.

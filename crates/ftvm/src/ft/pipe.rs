@@ -160,17 +160,23 @@ impl LogPipe {
 /// The recorder's end of a [`LogPipe`].
 pub struct PipeWriter(Arc<LogPipe>);
 
-impl Write for PipeWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+impl PipeWriter {
+    /// Appends one frame (or the header), given as consecutive parts.
+    fn put(&mut self, parts: &[&[u8]]) -> io::Result<usize> {
         let pipe = &self.0;
+        let total: usize = parts.iter().map(|part| part.len()).sum();
         let mut s = lock(&pipe.state);
         if s.header_written {
             // The log writer hands over exactly one whole frame per write;
             // the output rule counts entries by it.
-            let whole = data.len() >= 4
-                && data.len()
-                    == FRAME_OVERHEAD
-                        + u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+            let mut len = [0u8; 4];
+            let mut got = 0;
+            for part in parts {
+                let n = part.len().min(4 - got);
+                len[got..got + n].copy_from_slice(&part[..n]);
+                got += n;
+            }
+            let whole = got == 4 && total == FRAME_OVERHEAD + u32::from_le_bytes(len) as usize;
             if !whole {
                 return Err(io::Error::other(
                     "the log pipe takes one whole frame per write",
@@ -178,7 +184,7 @@ impl Write for PipeWriter {
             }
         }
         // The vCPU waits while the buffer is full.
-        while !s.broken && !s.buf.is_empty() && s.buf.len() + data.len() > pipe.capacity {
+        while !s.broken && !s.buf.is_empty() && s.buf.len() + total > pipe.capacity {
             s.flush = true;
             pipe.cond.notify_all();
             s = pipe
@@ -187,14 +193,30 @@ impl Write for PipeWriter {
                 .unwrap_or_else(|poison| poison.into_inner());
         }
         if !s.broken {
-            s.buf.extend_from_slice(data);
+            for part in parts {
+                s.buf.extend_from_slice(part);
+            }
         }
         if s.header_written {
             s.entries += 1;
         }
         s.header_written = true;
-        s.bytes += data.len() as u64;
-        Ok(data.len())
+        s.bytes += total as u64;
+        Ok(total)
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.put(&[data])
+    }
+
+    /// Takes the slices as one frame: the log writer passes a large
+    /// completion's data as a slice of its own (`ftvm_replay::BORROWED_DATA`),
+    /// and this is where it is copied, once.
+    fn write_vectored(&mut self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let parts: Vec<&[u8]> = slices.iter().map(|slice| &**slice).collect();
+        self.put(&parts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -389,6 +411,7 @@ pub fn split_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ftvm_devices::virtio::BackendCompletion;
     use ftvm_replay::{Event, Header, LogReader, LogWriter};
 
     #[test]
@@ -420,6 +443,41 @@ mod tests {
 
         assert_eq!((pipe.entries(), n), (100, 100));
         assert_eq!(header.config, b"cfg".to_vec());
+    }
+
+    #[test]
+    fn test_a_large_completion_given_in_slices_is_one_entry_and_reads_back() {
+        let pipe = LogPipe::new(1 << 20, Duration::ZERO);
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(b"cfg".to_vec())).expect("header");
+        let completion = BackendCompletion::Block {
+            id: 4,
+            status: 0,
+            data: (0..3 * ftvm_replay::BORROWED_DATA)
+                .map(|i| (i * 7) as u8)
+                .collect(),
+        };
+        log.write_completion(5, 1, &completion).expect("written");
+        log.write(6, &Event::Now { mtime: 2 }).expect("written");
+        pipe.close();
+        let bytes = pipe.take(Duration::ZERO).expect("data");
+        let (_, entries) = ftvm_replay::decode_all(&bytes).expect("a whole log");
+
+        assert_eq!(
+            (
+                pipe.entries(),
+                entries.into_iter().map(|e| e.event).collect::<Vec<_>>()
+            ),
+            (
+                2,
+                vec![
+                    Event::Completion {
+                        slot: 1,
+                        completion
+                    },
+                    Event::Now { mtime: 2 }
+                ]
+            )
+        );
     }
 
     #[test]
