@@ -23,7 +23,7 @@ use ftvm_devices::{BackendCompletion, BackendRequest};
 use ftvm_replay::{
     hash_bytes, EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord,
 };
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 /// Instructions between two state digests in a log.
 pub const DIGEST_INTERVAL: u64 = 50_000_000;
@@ -232,7 +232,7 @@ pub struct ReplayStats {
 }
 
 /// A replaying environment: every answer comes from the log.
-pub struct Replayer<R: Read> {
+pub struct Replayer<R: BufRead> {
     log: LogReader<R>,
     /// The next entry, once read: `loaded` says whether `next` holds what
     /// follows the last entry consumed. The log is read only when an answer
@@ -271,7 +271,7 @@ fn describe(entry: &Option<Entry>) -> String {
     }
 }
 
-impl<R: Read> Replayer<R> {
+impl<R: BufRead> Replayer<R> {
     /// Replays `log` (its header already read).
     pub fn new(log: LogReader<R>) -> Self {
         Replayer {
@@ -551,7 +551,7 @@ impl<R: Read> Replayer<R> {
     }
 }
 
-impl<R: Read> Environment for Replayer<R> {
+impl<R: BufRead> Environment for Replayer<R> {
     fn now(&mut self, icount: u64) -> u64 {
         self.expect(icount, "read the time", |e| match e {
             Event::Now { mtime } => Some(*mtime),
@@ -670,7 +670,7 @@ pub fn record_end<W: Write>(machine: &mut Machine, recorder: &mut Recorder<'_, W
 
 /// Checks the end of a replayed run that ended by itself: the final digest
 /// (see [`record_end`]), then the recorded end status.
-pub fn replay_end<R: Read>(machine: &mut Machine, replayer: &mut Replayer<R>, step: Step) {
+pub fn replay_end<R: BufRead>(machine: &mut Machine, replayer: &mut Replayer<R>, step: Step) {
     if replayer.error().is_none() {
         let d = machine.digest();
         replayer.check_digest(machine.icount(), d);
@@ -681,7 +681,7 @@ pub fn replay_end<R: Read>(machine: &mut Machine, replayer: &mut Replayer<R>, st
 }
 
 /// Steps `machine` once while replaying, checking a digest when one is due.
-pub fn replay_step<R: Read>(
+pub fn replay_step<R: BufRead>(
     machine: &mut Machine,
     replayer: &mut Replayer<R>,
 ) -> Result<Step, crate::ConfigError> {

@@ -4,7 +4,7 @@ use crate::crc::{crc32c, Crc32c};
 use crate::error::LogError;
 use crate::event::{DecodeError, Event, Header, VERSION};
 use crate::{FRAME_OVERHEAD, MAGIC, MAX_CONFIG_LEN, MAX_FRAME_LEN};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +22,10 @@ pub struct Entry {
 /// Memory stays bounded by the largest frame whatever the log's length, and the
 /// reader never seeks, so `R` may be a socket. A declared length is checked
 /// against [`MAX_FRAME_LEN`] before anything is allocated, and the frame buffer
-/// grows only as bytes actually arrive.
+/// grows only as bytes actually arrive. A frame that `R`'s buffer already holds
+/// whole is checked and decoded where it lies, without being copied out first.
 #[derive(Debug)]
-pub struct LogReader<R: Read> {
+pub struct LogReader<R: BufRead> {
     inner: R,
     /// Bytes consumed from the stream.
     offset: u64,
@@ -53,7 +54,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Header bytes after the magic: version, configuration length, CRC.
 const HEADER_FIXED_AFTER_MAGIC: u64 = 2 + 4 + 4;
 
-impl<R: Read> LogReader<R> {
+impl<R: BufRead> LogReader<R> {
     /// Reads and checks the stream header.
     pub fn new(mut inner: R) -> Result<(Self, Header), LogError> {
         let mut crc = Crc32c::new();
@@ -179,66 +180,39 @@ impl<R: Read> LogReader<R> {
 
         // seq, icount, kind, payload, crc.
         let rest = (FRAME_OVERHEAD - 4) as u64 + u64::from(len);
-        self.buf.clear();
-        let got = (&mut self.inner).take(rest).read_to_end(&mut self.buf)? as u64;
-        self.offset += got;
-        if got < rest {
-            return Err(LogError::Truncated {
-                offset: self.offset,
-                seq,
-                needed: rest - got,
-            });
+        // What the source has buffered (reading more if it holds nothing).
+        loop {
+            match self.inner.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+                Ok(_) => break,
+            }
         }
-
-        let (body, stored) = self.buf.split_at(self.buf.len() - 4);
-        let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
-        let computed = crc32c(body);
-        if stored != computed {
-            return Err(LogError::Checksum {
-                offset: start,
-                seq,
-                stored,
-                computed,
-            });
-        }
-        let (seq_bytes, body) = body.split_at(8);
-        let (icount_bytes, body) = body.split_at(8);
-        let (kind, payload) = body.split_at(1);
-        let found = u64::from_le_bytes(le8(seq_bytes));
-        if found != seq {
-            return Err(LogError::SequenceGap {
-                offset: start,
-                expected: seq,
-                found,
-            });
-        }
-        let icount = u64::from_le_bytes(le8(icount_bytes));
-        if icount < self.last_icount {
-            return Err(LogError::IcountWentBack {
-                seq,
-                previous: self.last_icount,
-                found: icount,
-            });
-        }
-        if self.ended {
-            return Err(LogError::AfterEnd { offset: start, seq });
-        }
-        let event = Event::decode(kind[0], payload).map_err(|e| match e {
-            DecodeError::UnknownKind(kind) => LogError::UnknownKind {
-                offset: start,
-                seq,
-                kind,
-            },
-            DecodeError::Malformed(what) => LogError::Malformed {
-                offset: start,
-                seq,
-                what,
-            },
-        })?;
+        let buffered = self.inner.fill_buf()?;
+        let entry = if buffered.len() as u64 >= rest {
+            // The whole frame is in the source's buffer: check it there.
+            let rest = rest as usize;
+            let entry = check_frame(&buffered[..rest], start, seq, self.last_icount, self.ended);
+            self.inner.consume(rest);
+            self.offset += rest as u64;
+            entry?
+        } else {
+            self.buf.clear();
+            let got = (&mut self.inner).take(rest).read_to_end(&mut self.buf)? as u64;
+            self.offset += got;
+            if got < rest {
+                return Err(LogError::Truncated {
+                    offset: self.offset,
+                    seq,
+                    needed: rest - got,
+                });
+            }
+            check_frame(&self.buf, start, seq, self.last_icount, self.ended)?
+        };
         self.next_seq += 1;
-        self.last_icount = icount;
-        self.ended = matches!(event, Event::End { .. });
-        Ok(Some(Entry { seq, icount, event }))
+        self.last_icount = entry.icount;
+        self.ended = matches!(entry.event, Event::End { .. });
+        Ok(Some(entry))
     }
 
     /// Bytes consumed from the stream so far, header included.
@@ -260,6 +234,64 @@ impl<R: Read> LogReader<R> {
     pub fn into_inner(self) -> R {
         self.inner
     }
+}
+
+/// Checks and decodes a frame after its length field (`frame`: seq, icount,
+/// kind, payload, CRC) that starts at stream offset `start` and should carry
+/// `seq`, after an entry at `last_icount` (and after the End event if `ended`).
+fn check_frame(
+    frame: &[u8],
+    start: u64,
+    seq: u64,
+    last_icount: u64,
+    ended: bool,
+) -> Result<Entry, LogError> {
+    let (body, stored) = frame.split_at(frame.len() - 4);
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let computed = crc32c(body);
+    if stored != computed {
+        return Err(LogError::Checksum {
+            offset: start,
+            seq,
+            stored,
+            computed,
+        });
+    }
+    let (seq_bytes, body) = body.split_at(8);
+    let (icount_bytes, body) = body.split_at(8);
+    let (kind, payload) = body.split_at(1);
+    let found = u64::from_le_bytes(le8(seq_bytes));
+    if found != seq {
+        return Err(LogError::SequenceGap {
+            offset: start,
+            expected: seq,
+            found,
+        });
+    }
+    let icount = u64::from_le_bytes(le8(icount_bytes));
+    if icount < last_icount {
+        return Err(LogError::IcountWentBack {
+            seq,
+            previous: last_icount,
+            found: icount,
+        });
+    }
+    if ended {
+        return Err(LogError::AfterEnd { offset: start, seq });
+    }
+    let event = Event::decode(kind[0], payload).map_err(|e| match e {
+        DecodeError::UnknownKind(kind) => LogError::UnknownKind {
+            offset: start,
+            seq,
+            kind,
+        },
+        DecodeError::Malformed(what) => LogError::Malformed {
+            offset: start,
+            seq,
+            what,
+        },
+    })?;
+    Ok(Entry { seq, icount, event })
 }
 
 /// The first eight bytes of `bytes` (which has at least eight).

@@ -668,21 +668,27 @@ fn test_reader_over_a_trickling_interrupted_stream_reads_every_entry() {
     let events = every_event();
     let log = write_log(b"cfg", &events);
 
-    let (mut reader, header) = LogReader::new(Trickle {
-        bytes: &log,
-        interrupt: false,
-    })
-    .expect("should succeed");
-    let mut entries = Vec::new();
-    while let Some(entry) = reader.next().expect("should succeed") {
-        entries.push(entry);
-    }
+    // A buffer of one byte, of a few (frames never whole in it), and of more
+    // than the log (every frame whole in it: checked in place).
+    for capacity in [1, 7, 1 << 20] {
+        let trickle = Trickle {
+            bytes: &log,
+            interrupt: false,
+        };
+        let (mut reader, header) = LogReader::new(io::BufReader::with_capacity(capacity, trickle))
+            .expect("should succeed");
+        let mut entries = Vec::new();
+        while let Some(entry) = reader.next().expect("should succeed") {
+            entries.push(entry);
+        }
 
-    assert_eq!(
-        (header.config, entries),
-        (b"cfg".to_vec(), entries_of(&events))
-    );
-    assert_eq!(reader.offset(), log.len() as u64);
+        assert_eq!(
+            (header.config, entries),
+            (b"cfg".to_vec(), entries_of(&events)),
+            "buffer of {capacity}"
+        );
+        assert_eq!(reader.offset(), log.len() as u64, "buffer of {capacity}");
+    }
 }
 
 #[test]

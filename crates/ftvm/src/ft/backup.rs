@@ -54,7 +54,7 @@ type Outstanding = BTreeMap<(usize, u64), (u64, (usize, BackendRequest))>;
 
 /// The backup's side of the event boundary.
 pub struct BackupEnvironment {
-    replayer: Replayer<std::io::BufReader<super::pipe::InboundReader>>,
+    replayer: Replayer<super::pipe::InboundReader>,
     live: LiveEnvironment,
     is_live: bool,
     /// Requests submitted and not completed yet, by (slot, id), in order.
@@ -421,12 +421,16 @@ pub fn run(
         .name("log-receiver".into())
         .spawn(move || {
             let mut stream = stream;
-            let ended = split_frames(&mut stream, &mut |bytes, frames| {
-                let entries = rx_inbound.push(bytes, frames);
-                if frames > 0 {
-                    rx_shared.feed(Input::LogReceived { entries });
-                }
-            });
+            let ended = split_frames(
+                &mut stream,
+                &mut || rx_inbound.buffer(),
+                &mut |batch, frames| {
+                    let entries = rx_inbound.push(batch, frames);
+                    if frames > 0 {
+                        rx_shared.feed(Input::LogReceived { entries });
+                    }
+                },
+            );
             if let Ok(true) = ended {
                 // The primary's run ended and it said so: replay to the end.
                 rx_shared.close();
@@ -436,11 +440,8 @@ pub fn run(
             }
         })?;
 
-    let (reader, header) = LogReader::new(std::io::BufReader::with_capacity(
-        256 * 1024,
-        inbound.reader(),
-    ))
-    .map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
+    let (reader, header) =
+        LogReader::new(inbound.reader()).map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
     let theirs = fingerprint(&header.config);
     let ours = fingerprint(&config_record);
     if theirs != ours {

@@ -9,7 +9,7 @@
 
 use super::lock;
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -225,21 +225,76 @@ impl Write for PipeWriter {
     }
 }
 
+/// Receive buffers are at least this large.
+const RECEIVE_BUFFER: usize = 256 * 1024;
+
+/// A batch of whole frames at least this long is handed to [`Inbound`] in
+/// the receive buffer it arrived in; a shorter one is copied, so that a
+/// trickle of small frames does not tie up a receive buffer each.
+const HAND_OVER_FROM: usize = 64 * 1024;
+
+/// Bytes of the log as [`split_frames`] passes them on.
+pub enum Batch<'a> {
+    /// Bytes to copy.
+    Copy(&'a [u8]),
+    /// The first `len` bytes of a receive buffer, handed over.
+    Owned(Vec<u8>, usize),
+}
+
+impl Batch<'_> {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Batch::Copy(bytes) => bytes,
+            Batch::Owned(buf, len) => &buf[..*len],
+        }
+    }
+}
+
+/// Bytes `at..end` of `buf` not yet replayed.
+struct Chunk {
+    buf: Vec<u8>,
+    at: usize,
+    end: usize,
+}
+
 #[derive(Default)]
 struct InboundState {
-    buf: VecDeque<u8>,
+    chunks: VecDeque<Chunk>,
+    /// Bytes in `chunks` not yet replayed.
+    queued: usize,
+    /// Buffers the replayer is done with, for the receiver: reused, they
+    /// cost no page faults. At most the capacity in bytes.
+    spare: Vec<Vec<u8>>,
+    spare_bytes: usize,
     /// Whole frames received.
     entries: u64,
     bytes: u64,
     /// Time the replayer waited for data.
     waited: Duration,
-    /// No more data will come: the reader returns end of stream once drained.
+    /// No more data will come.
     ended: bool,
     /// Stop: the reader fails with this.
     failed: Option<String>,
 }
 
-/// The backup's inbound log buffer.
+impl InboundState {
+    fn recycle(&mut self, buf: Vec<u8>, capacity: usize) {
+        if self.spare_bytes + buf.len() <= capacity {
+            self.spare_bytes += buf.len();
+            self.spare.push(buf);
+        }
+    }
+
+    fn spare(&mut self) -> Vec<u8> {
+        let buf = self.spare.pop().unwrap_or_default();
+        self.spare_bytes -= buf.len();
+        buf
+    }
+}
+
+/// The backup's inbound log buffer: a queue of received buffers of whole
+/// frames, which the replayer reads where they lie (it is a `BufRead`).
 pub struct Inbound {
     state: Mutex<InboundState>,
     cond: Condvar,
@@ -256,20 +311,51 @@ impl Inbound {
         })
     }
 
+    /// Receiver side: a buffer to receive into (one the replayer is done
+    /// with, if any; its bytes are stale).
+    pub fn buffer(&self) -> Vec<u8> {
+        lock(&self.state).spare()
+    }
+
     /// Receiver side: appends bytes holding `frames` whole frames (or the
     /// header, with `frames` 0), waiting while the buffer is full. Returns
     /// the number of frames received in total.
-    pub fn push(&self, bytes: &[u8], frames: u64) -> u64 {
+    pub fn push(&self, batch: Batch<'_>, frames: u64) -> u64 {
+        let len = batch.bytes().len();
         let mut s = lock(&self.state);
-        while s.failed.is_none() && !s.buf.is_empty() && s.buf.len() + bytes.len() > self.capacity {
+        while s.failed.is_none() && s.queued > 0 && s.queued + len > self.capacity {
             s = self
                 .cond
                 .wait(s)
                 .unwrap_or_else(|poison| poison.into_inner());
         }
-        s.buf.extend(bytes);
+        match batch {
+            Batch::Owned(buf, len) => s.chunks.push_back(Chunk {
+                buf,
+                at: 0,
+                end: len,
+            }),
+            Batch::Copy(bytes) => {
+                let fits = s
+                    .chunks
+                    .back()
+                    .is_some_and(|last| last.buf.len() - last.end >= bytes.len());
+                if !fits {
+                    let mut buf = s.spare();
+                    if buf.len() < bytes.len().max(RECEIVE_BUFFER) {
+                        buf.resize(bytes.len().max(RECEIVE_BUFFER), 0);
+                    }
+                    s.chunks.push_back(Chunk { buf, at: 0, end: 0 });
+                }
+                if let Some(last) = s.chunks.back_mut() {
+                    last.buf[last.end..last.end + bytes.len()].copy_from_slice(bytes);
+                    last.end += bytes.len();
+                }
+            }
+        }
+        s.queued += len;
         s.entries += frames;
-        s.bytes += bytes.len() as u64;
+        s.bytes += len as u64;
         self.cond.notify_all();
         s.entries
     }
@@ -301,31 +387,41 @@ impl Inbound {
 
     /// A reader for the replayer.
     pub fn reader(self: &Arc<Self>) -> InboundReader {
-        InboundReader(self.clone())
+        InboundReader {
+            inbound: self.clone(),
+            current: None,
+        }
     }
 }
 
-/// The replayer's end of an [`Inbound`].
-pub struct InboundReader(Arc<Inbound>);
+/// The replayer's end of an [`Inbound`]: it holds the received buffer being
+/// replayed.
+pub struct InboundReader {
+    inbound: Arc<Inbound>,
+    current: Option<Chunk>,
+}
 
-impl Read for InboundReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let inbound = &self.0;
+impl InboundReader {
+    /// Replaces the finished current buffer with the next received one,
+    /// waiting for it. `false` when no more will come.
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        let inbound = &self.inbound;
         let mut s = lock(&inbound.state);
+        if let Some(done) = self.current.take() {
+            s.recycle(done.buf, inbound.capacity);
+        }
         loop {
             if let Some(why) = &s.failed {
                 return Err(io::Error::other(why.clone()));
             }
-            if !s.buf.is_empty() {
-                let (front, _) = s.buf.as_slices();
-                let n = out.len().min(front.len());
-                out[..n].copy_from_slice(&front[..n]);
-                s.buf.drain(..n);
+            if let Some(chunk) = s.chunks.pop_front() {
+                s.queued -= chunk.end - chunk.at;
                 inbound.cond.notify_all();
-                return Ok(n);
+                self.current = Some(chunk);
+                return Ok(true);
             }
             if s.ended {
-                return Ok(0);
+                return Ok(false);
             }
             let started = std::time::Instant::now();
             s = inbound
@@ -337,16 +433,48 @@ impl Read for InboundReader {
     }
 }
 
+impl BufRead for InboundReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let has_data = self.current.as_ref().is_some_and(|c| c.at < c.end);
+        if !has_data && !self.next_chunk()? {
+            return Ok(&[]);
+        }
+        Ok(match &self.current {
+            Some(c) => &c.buf[c.at..c.end],
+            None => &[],
+        })
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Some(c) = &mut self.current {
+            c.at = (c.at + n).min(c.end);
+        }
+    }
+}
+
+impl Read for InboundReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let data = self.fill_buf()?;
+        let n = out.len().min(data.len());
+        out[..n].copy_from_slice(&data[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
 /// Kind byte of the log's `End` event (see `ftvm_replay`'s layout).
 const KIND_END: u8 = 9;
 
 /// Reads the log from a stream and splits it at frame boundaries: calls
-/// `on_data(bytes, frames)` with the header first, then with batches of
-/// whole frames. Returns when the stream ends — `Ok(true)` if its last frame
+/// `on_data(batch, frames)` with the header first, then with batches of
+/// whole frames; a batch of at least [`HAND_OVER_FROM`] bytes is handed over
+/// in its receive buffer, and the receiver goes on in a buffer from
+/// `buffers`. Returns when the stream ends — `Ok(true)` if its last frame
 /// was the run's end, `Ok(false)` if it stopped before — or fails.
 pub fn split_frames(
     stream: &mut dyn Read,
-    on_data: &mut dyn FnMut(&[u8], u64),
+    buffers: &mut dyn FnMut() -> Vec<u8>,
+    on_data: &mut dyn FnMut(Batch<'_>, u64),
 ) -> io::Result<bool> {
     // Header: magic 8, version 2, config_len 4, config, crc 4.
     let mut head = [0u8; 14];
@@ -360,9 +488,12 @@ pub fn split_frames(
     let mut header = head.to_vec();
     header.resize(14 + config_len + 4, 0);
     stream.read_exact(&mut header[14..])?;
-    on_data(&header, 0);
+    on_data(Batch::Copy(&header), 0);
 
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = buffers();
+    if buf.len() < RECEIVE_BUFFER {
+        buf.resize(RECEIVE_BUFFER, 0);
+    }
     let mut have = 0usize;
     let mut ended = false;
     loop {
@@ -400,11 +531,23 @@ pub fn split_frames(
             at += total;
             frames += 1;
         }
-        if frames > 0 {
-            on_data(&buf[..at], frames);
-            buf.copy_within(at..have, 0);
-            have -= at;
+        if frames == 0 {
+            continue;
         }
+        let rest = have - at;
+        if at < HAND_OVER_FROM {
+            on_data(Batch::Copy(&buf[..at]), frames);
+            buf.copy_within(at..have, 0);
+        } else {
+            // As large as this one, which holds the frame begun at `at`.
+            let mut next = buffers();
+            if next.len() < buf.len() {
+                next.resize(buf.len(), 0);
+            }
+            next[..rest].copy_from_slice(&buf[at..have]);
+            on_data(Batch::Owned(std::mem::replace(&mut buf, next), at), frames);
+        }
+        have = rest;
     }
 }
 
@@ -428,7 +571,7 @@ mod tests {
         }
 
         let inbound = Inbound::new(1 << 20);
-        let ended = split_frames(&mut &bytes[..], &mut |b, f| {
+        let ended = split_frames(&mut &bytes[..], &mut || inbound.buffer(), &mut |b, f| {
             inbound.push(b, f);
         })
         .expect("splits");
@@ -498,7 +641,7 @@ mod tests {
             bytes.extend(chunk);
         }
 
-        let ended = split_frames(&mut &bytes[..], &mut |_, _| {});
+        let ended = split_frames(&mut &bytes[..], &mut Vec::new, &mut |_, _| {});
 
         assert!(ended.expect("splits"));
     }
@@ -517,7 +660,7 @@ mod tests {
         bytes.truncate(bytes.len() - 3);
         let mut frames = 0;
 
-        let result = split_frames(&mut &bytes[..], &mut |_, f| frames += f);
+        let result = split_frames(&mut &bytes[..], &mut Vec::new, &mut |_, f| frames += f);
 
         assert_eq!(frames, 1);
         assert!(result.is_err_and(|e| e.to_string().contains("inside a frame")));
@@ -700,18 +843,50 @@ mod tests {
 
         for step in [5, 4096, 200_000, usize::MAX] {
             let mut stream = Trickle { data: &bytes, step };
-            let mut received = Vec::new();
+            // Through an inbound buffer, as on the backup: large batches are
+            // handed over in their receive buffers, small ones copied.
+            let inbound = Inbound::new(64 << 20);
             let mut frames = 0;
-            let ended = split_frames(&mut stream, &mut |b, f| {
-                received.extend_from_slice(b);
+            let mut handed_over = 0;
+            let ended = split_frames(&mut stream, &mut || inbound.buffer(), &mut |b, f| {
+                handed_over += matches!(b, Batch::Owned(..)) as usize;
                 frames += f;
+                inbound.push(b, f);
             })
             .expect("splits");
+            inbound.end();
+            let mut received = Vec::new();
+            inbound
+                .reader()
+                .read_to_end(&mut received)
+                .expect("reads back");
 
             assert!(!ended, "no End frame was written");
             assert_eq!(frames, pipe.entries(), "step {step}");
             assert!(received == bytes, "step {step}: the bytes differ");
+            assert!(handed_over > 0, "step {step}: no batch was handed over");
         }
+    }
+
+    #[test]
+    fn test_replayed_receive_buffers_come_back_to_the_receiver_with_their_size() {
+        let inbound = Inbound::new(1 << 20);
+        let mut reader = inbound.reader();
+        inbound.push(Batch::Owned(vec![1; 300_000], 200_000), 0);
+        inbound.push(Batch::Copy(&[2; 10]), 0);
+        inbound.end();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("reads");
+
+        assert_eq!(
+            (
+                out.len(),
+                out[199_999],
+                out[200_000],
+                inbound.buffer().len()
+            ),
+            (200_010, 1, 2, 300_000)
+        );
     }
 
     #[test]
@@ -721,7 +896,7 @@ mod tests {
         let feeder = inbound.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            feeder.push(b"abc", 0);
+            feeder.push(Batch::Copy(b"abc"), 0);
             feeder.end();
         });
         let mut out = Vec::new();
