@@ -15,7 +15,7 @@
 #                 with make -C bench initrd if missing) for /bench/intbench
 #   N             runs per workload and configuration, alternating (default 1)
 #   INT_WORK      intbench rounds (default 4000: about 1.3 G instructions)
-#   DISK_MB       MiB written then read by dd (default 128)
+#   DISK_MB       MiB written then read by dd (default 512)
 #   NET_MB        MiB per TCP direction (default 32); NET_TIMEOUT bound per direction (60 s)
 #   FAILOVER_N    failovers (default 3); KILL_AFTER seconds of ticks before the
 #                 SIGKILL (default 3); TICK_MS period of the guest's lines (default 10)
@@ -48,7 +48,7 @@ if [[ ! -f $INITRD || $INITRD -ot $images/initrd.img ]]; then
     FTVM_IMAGES=$images make -s -C "$here" initrd >&2
 fi
 
-export N=${N:-1} INT_WORK=${INT_WORK:-4000} DISK_MB=${DISK_MB:-128}
+export N=${N:-1} INT_WORK=${INT_WORK:-4000} DISK_MB=${DISK_MB:-512}
 export NET_MB=${NET_MB:-32} NET_TIMEOUT=${NET_TIMEOUT:-60}
 export FAILOVER_N=${FAILOVER_N:-3} KILL_AFTER=${KILL_AFTER:-3} TICK_MS=${TICK_MS:-10}
 export WORKLOADS=${WORKLOADS:-cpu disk disk-br net failover}

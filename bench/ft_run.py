@@ -508,7 +508,7 @@ def run_once(workload, config, rep):
     if sampler:
         rec["status_samples"] = [dict(t=t - start, **{k: st.get(k) for k in (
             "lag_ms", "log_bytes", "log_bytes_per_s", "outputs_held", "throttled", "mode",
-            "vcpu_waited_ms")})
+            "vcpu_waited_ms", "outputs_out", "output_wait_us_total")})
             for t, st in sampler.samples]
         rec["status_errors"] = sampler.errors
     analyze(rec)
@@ -571,6 +571,15 @@ def analyze(rec):
         if first and last and last["t"] > first["t"] and isinstance(first.get("vcpu_waited_ms"), (int, float)) \
                 and isinstance(last.get("vcpu_waited_ms"), (int, float)):
             ph["vcpu_waited_ms"] = last["vcpu_waited_ms"] - first["vcpu_waited_ms"]
+        # How long the outputs let out between those samples waited for the backup's
+        # acknowledgement, on average (the output rule's delay).
+        ph["output_wait_ms_mean"] = None
+        if first and last and None not in (first.get("outputs_out"), last.get("outputs_out"),
+                                           first.get("output_wait_us_total"),
+                                           last.get("output_wait_us_total")) \
+                and last["outputs_out"] > first["outputs_out"]:
+            ph["output_wait_ms_mean"] = ((last["output_wait_us_total"] - first["output_wait_us_total"])
+                                         / (last["outputs_out"] - first["outputs_out"]) / 1000)
 
 
 # --- Failover ------------------------------------------------------------------------
@@ -755,6 +764,7 @@ def summarize(runs, failovers):
                                   default=None),
                 "throttled_samples": sum(p.get("throttled_samples") or 0 for p in sel["ft"]),
                 "vcpu_waited_ms": [p.get("vcpu_waited_ms") for p in sel["ft"]],
+                "output_wait_ms_mean": med(p.get("output_wait_ms_mean") for p in sel["ft"]),
                 "vcpu_runq_frac_single": med(p.get("vcpu_runq_frac") for p in sel["single"]),
                 "vcpu_runq_frac_ft": med(p.get("vcpu_runq_frac") for p in sel["ft"]),
                 "samples": sum(p.get("samples") or 0 for p in sel["ft"]),
@@ -854,6 +864,8 @@ def main():
                         bits.append(f"log={ph['log_bytes_per_s_mean'] * 8 / 1e6:.2f}Mbit/s")
                     if ph.get("vcpu_waited_ms") is not None:
                         bits.append(f"paused={ph['vcpu_waited_ms']:.0f}ms")
+                    if ph.get("output_wait_ms_mean") is not None:
+                        bits.append(f"output wait={ph['output_wait_ms_mean']:.3f}ms")
                     if ph.get("vcpu_runq_frac") is not None:
                         bits.append(f"vcpu ran/runq={ph['vcpu_ran_frac']:.0%}/{ph['vcpu_runq_frac']:.0%}")
                     if ph.get("thread_cpu_frac"):

@@ -559,6 +559,9 @@ fn test_pair_paused_together_stays_paired() {
             "log_bytes",
             "log_bytes_per_s",
             "outputs_held",
+            "outputs_out",
+            "output_wait_us_total",
+            "output_wait_us_max",
             "vcpu_waited_ms",
         ] {
             let value = text
@@ -570,6 +573,12 @@ fn test_pair_paused_together_stays_paired() {
             );
         }
     }
+    // The guest's console lines went out through the primary's output rule.
+    let out = ps
+        .lines()
+        .find_map(|l| l.strip_prefix("outputs_out "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(out.is_some_and(|n| n > 0), "no output counted:\n{ps}");
     eprintln!("after 3 pauses of {pause:?}: primary status:\n{ps}");
 }
 

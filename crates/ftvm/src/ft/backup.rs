@@ -411,6 +411,7 @@ pub fn run(
             Box::new(move || super::control::Counters {
                 log_bytes: inbound.bytes(),
                 held: (0, 0),
+                delays: super::gate::Delays::default(),
                 waited: inbound.waited(),
             })
         })?;

@@ -1,7 +1,8 @@
 //! `ftvm status`: a Unix control socket on each side of the pair that
 //! answers every connection with the side's state as `key value` lines:
 //! role, mode, epoch, icount, lag, log bytes and bytes per second, outputs held,
-//! time the vCPU waited for the peer.
+//! how long outputs waited for the output rule (count, total and longest wait
+//! since the start), time the vCPU waited for the peer.
 
 use super::Shared;
 use std::io::{Read, Write};
@@ -16,6 +17,8 @@ pub struct Counters {
     pub log_bytes: u64,
     /// Outputs held by the output rule, and their bytes.
     pub held: (usize, usize),
+    /// How long the outputs let out so far waited (the backup: none).
+    pub delays: super::gate::Delays,
     /// Time the vCPU waited for the peer: primary, slowed for a lagging
     /// backup; backup, waiting for log to replay.
     pub waited: Duration,
@@ -50,7 +53,7 @@ pub fn serve(
                 }
                 let s = shared.status();
                 let text = format!(
-                    "role {}\nmode {}\nepoch {}\nicount {}\nlag_ms {:.1}\nlog_entries {}\nacked {}\nreleased {}\nlog_bytes {}\nlog_bytes_per_s {:.0}\noutputs_held {}\noutputs_held_bytes {}\nthrottled {}\nvcpu_waited_ms {}\n",
+                    "role {}\nmode {}\nepoch {}\nicount {}\nlag_ms {:.1}\nlog_entries {}\nacked {}\nreleased {}\nlog_bytes {}\nlog_bytes_per_s {:.0}\noutputs_held {}\noutputs_held_bytes {}\noutputs_out {}\noutput_wait_us_total {}\noutput_wait_us_max {}\nthrottled {}\nvcpu_waited_ms {}\n",
                     match (s.role, &s.mode) {
                         (ftvm_protocol::Role::Primary, _) => "primary",
                         (ftvm_protocol::Role::Backup, ftvm_protocol::Mode::Alone { .. }) => {
@@ -69,6 +72,9 @@ pub fn serve(
                     rate,
                     c.held.0,
                     c.held.1,
+                    c.delays.count,
+                    c.delays.total.as_micros(),
+                    c.delays.max.as_micros(),
                     s.throttled,
                     c.waited.as_millis(),
                 );

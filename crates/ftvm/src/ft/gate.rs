@@ -22,6 +22,7 @@ use crate::live::{Backends, OutputSink};
 use ftvm_devices::{BackendRequest, BlockOp};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Something held for the output rule.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ struct Held {
     /// read of the same sectors that the backup performs itself).
     after_time: Option<u64>,
     output: Output,
+    /// When it was produced.
+    at: Instant,
 }
 
 /// A disk read the backup performs itself: `slot`, sectors `start..end`.
@@ -62,6 +65,28 @@ struct GateState {
     reads_done: VecDeque<(u64, Read)>,
     /// The guest time the backup last reported it had executed up to.
     backup_time: u64,
+    /// Outputs that went out, and the time they were held in total and at
+    /// most (an output that could go at once counts with no delay).
+    delays: Delays,
+}
+
+/// How long outputs waited for the output rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delays {
+    /// Outputs let out.
+    pub count: u64,
+    /// Their waits added up.
+    pub total: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Delays {
+    fn add(&mut self, waited: Duration) {
+        self.count += 1;
+        self.total += waited;
+        self.max = self.max.max(waited);
+    }
 }
 
 impl GateState {
@@ -107,6 +132,7 @@ impl OutputGate {
                 reads_in_flight: BTreeMap::new(),
                 reads_done: VecDeque::new(),
                 backup_time: 0,
+                delays: Delays::default(),
             }),
             pipe,
             backends,
@@ -153,8 +179,10 @@ impl OutputGate {
             tag,
             after_time,
             output,
+            at: Instant::now(),
         };
         if s.held.is_empty() && s.may_go(&held) {
+            s.delays.add(Duration::ZERO);
             self.perform(held.output);
             return;
         }
@@ -175,6 +203,7 @@ impl OutputGate {
             tag,
             after_time,
             output,
+            at: held.at,
         });
         drop(s);
         // Queuing an output forces a prompt flush of the log.
@@ -216,6 +245,7 @@ impl OutputGate {
     fn let_out(&self, s: &mut GateState) {
         while s.held.front().is_some_and(|h| s.may_go(h)) {
             if let Some(h) = s.held.pop_front() {
+                s.delays.add(h.at.elapsed());
                 self.perform(h.output);
             }
         }
@@ -230,11 +260,17 @@ impl OutputGate {
         let mut s = lock(&self.state);
         s.open = true;
         while let Some(h) = s.held.pop_front() {
+            s.delays.add(h.at.elapsed());
             self.perform(h.output);
         }
         s.held_bytes = 0;
         s.reads_in_flight.clear();
         s.reads_done.clear();
+    }
+
+    /// How long the outputs let out so far waited.
+    pub fn delays(&self) -> Delays {
+        lock(&self.state).delays
     }
 
     /// Outputs held now, and their bytes.

@@ -149,6 +149,7 @@ pub fn run(
             Box::new(move || super::control::Counters {
                 log_bytes: pipe.bytes(),
                 held: gate.held(),
+                delays: gate.delays(),
                 waited: shared.throttled_total(),
             })
         })?;
