@@ -256,6 +256,87 @@ fn test_backup_killed_primary_goes_on_alone() {
     );
 }
 
+/// What the primary says once a new backup has its snapshot.
+const REJOINED: &str = "ftvm primary: the backup has the snapshot";
+
+/// What a backup that joined a running primary says.
+const JOINED: &str = "ftvm backup: joined the running guest at icount";
+
+/// Re-protection: the backup dies, the primary runs alone, a new backup joins
+/// it (a snapshot of the running guest, then the log), and when the primary
+/// dies in turn the new backup goes live: one client connection throughout,
+/// every reply the previous one plus one.
+#[test]
+fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
+    require_root();
+    let dir = TempDir::new("ftpair-j");
+    let net = FtNetwork::new("ftp7");
+    let vm = counter_vm(dir.path());
+    let arbiter = file_arbiter(dir.path());
+    let mut pair = Pair::start(&net, &arbiter, &vm);
+    pair.primary
+        .console()
+        .wait_for_line(COUNTER_LISTENING, STEP_GUARD);
+    let client = CounterClient::connect(&net, STEP_GUARD)
+        .unwrap_or_else(|e| panic!("connect to the counter: {e}\n{}", pair.consoles()));
+    let load = client.spawn_load(LOAD_EVERY);
+    let more = |load: &common::ft::CounterLoad, pair: &Pair, what: &str| {
+        let target = load.count() + REPLIES;
+        assert!(
+            load.wait_for_count(target, STEP_GUARD),
+            "{what}: {} replies, wanted {target} (error: {:?})\n{}",
+            load.count(),
+            load.error(),
+            pair.consoles()
+        );
+    };
+    more(&load, &pair, "before the first kill");
+
+    // The backup dies; the primary goes on alone.
+    pair.backup.child().stop();
+    pair.primary
+        .console()
+        .wait_for_line(PRIMARY_ALONE, STEP_GUARD);
+    more(&load, &pair, "the primary alone");
+
+    // A new backup on host B joins the running primary.
+    let mut b = side_args("backup", &arbiter);
+    b.extend_from_slice(&vm);
+    let old_backup = std::mem::replace(&mut pair.backup, Vm::spawn(Some(net.name(Ns::HostB)), &b));
+    drop(old_backup);
+    pair.backup.console().wait_for_line(JOINED, STEP_GUARD);
+    let pause = pair.primary.console().wait_for_line(REJOINED, STEP_GUARD);
+    more(&load, &pair, "paired again");
+
+    // The primary dies; the new backup goes live.
+    pair.primary.child().stop();
+    let live = pair.backup.console().wait_for_line(BACKUP_LIVE, STEP_GUARD);
+    more(&load, &pair, "the new backup live");
+
+    let count = load.count();
+    let (report, client) = load.stop();
+    drop(client);
+    assert!(
+        report.error.is_none(),
+        "the connection broke: {count} replies; error {:?}\n{}",
+        report.error.as_ref().map(|(_, e)| e),
+        pair.consoles()
+    );
+    report
+        .check_sequence(1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", pair.consoles()));
+    assert!(
+        pair.backup.child().try_wait().is_none(),
+        "the new backup ended\n{}",
+        pair.consoles()
+    );
+    eprintln!(
+        "rejoin: {count} replies; snapshot pause: {pause}; new backup live at icount {live}; \
+         largest gap between replies {:?}",
+        report.max_gap().map(|(g, _)| g)
+    );
+}
+
 /// The address etcd listens on: the LAN switch's own, reachable from both hosts.
 const ETCD_IP: &str = "10.78.0.200";
 const ETCD_CLIENT_PORT: u16 = 2379;

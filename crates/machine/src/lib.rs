@@ -22,7 +22,7 @@ pub use board::{Board, GuestRam};
 pub use environment::{Environment, VirtualBackend, VirtualEnvironment};
 
 use ftvm_cpu::{Exit, Hart, Memory};
-use ftvm_devices::{Block, Net, PowerRequest, Rng, VirtioDevice, VirtioMmio};
+use ftvm_devices::{BackendRequest, Block, Net, PowerRequest, Rng, VirtioDevice, VirtioMmio};
 use layout::*;
 
 /// The most instructions run between two crossings of the event boundary.
@@ -369,6 +369,18 @@ impl Machine {
         bytes: &[u8],
     ) -> Result<Machine, snapshot::SnapshotError> {
         snapshot::decode(config, bytes)
+    }
+
+    /// The requests the virtio devices handed to their host backends and
+    /// that are not completed, with their slots, in slot order: what a
+    /// machine restored from a [`Machine::snapshot`] waits for.
+    pub fn in_flight_requests(&self) -> Vec<(usize, BackendRequest)> {
+        self.board
+            .virtio
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, dev)| dev.in_flight_requests().into_iter().map(move |r| (slot, r)))
+            .collect()
     }
 
     /// The hart.

@@ -110,6 +110,14 @@ fn test_linux_restored_with_a_disk_request_in_flight_goes_on_like_the_original()
 
     let mut restored = Machine::from_snapshot(config(), &snapshot).expect("the snapshot restores");
     let resnapshot = restored.snapshot();
+    // What a new host must be told is in flight: the request just submitted.
+    let in_flight: Vec<(usize, BackendRequest)> = host
+        .submitted
+        .iter()
+        .map(|(_, slot, request)| (*slot, request.clone()))
+        .collect();
+    assert_eq!(restored.in_flight_requests(), in_flight);
+    assert_eq!(original.in_flight_requests(), in_flight);
     let (original_run, original_console) = run_on(&mut original, &mut host);
     let (restored_run, restored_console) = run_on(&mut restored, &mut restored_host);
 

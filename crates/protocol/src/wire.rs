@@ -17,7 +17,7 @@
 //! | 1    | `Heartbeat` | from (0 primary, 1 backup), epoch, released, received, mtime     |
 //! | 2    | `Ack`       | received, executed icount, executed mtime                        |
 //! | 3    | `Hello`     | the backup's UDP port (first message of the backup on TCP)       |
-//! | 4    | `Welcome`   | the primary's UDP port (first message of the primary on TCP)     |
+//! | 4    | `Welcome`   | the primary's UDP port, snapshot length (first message of the primary on TCP) |
 //!
 //! The checksum (32-bit FNV-1a over bytes 0..56) catches corruption the
 //! transport's own checksum let through and, above all, random bytes sent
@@ -65,12 +65,18 @@ pub enum Message {
         /// The backup's UDP heartbeat port.
         udp_port: u16,
     },
-    /// The primary's first message on the logging channel (the log follows).
+    /// The primary's first message on the logging channel. The log follows;
+    /// before it, if `snapshot` is not zero, that many bytes of a snapshot of
+    /// the running machine (a new backup joining a primary that runs alone),
+    /// from which the log goes on.
     Welcome {
         /// The pair.
         session: u64,
         /// The primary's UDP heartbeat port.
         udp_port: u16,
+        /// Length of the machine snapshot before the log; 0: none, the log
+        /// starts at power-on.
+        snapshot: u64,
     },
 }
 
@@ -148,9 +154,11 @@ impl Message {
                 mtime,
             } => (2, session, [received, icount, mtime, 0, 0]),
             Message::Hello { udp_port } => (3, 0, [u64::from(udp_port), 0, 0, 0, 0]),
-            Message::Welcome { session, udp_port } => {
-                (4, session, [u64::from(udp_port), 0, 0, 0, 0])
-            }
+            Message::Welcome {
+                session,
+                udp_port,
+                snapshot,
+            } => (4, session, [u64::from(udp_port), snapshot, 0, 0, 0]),
         };
         out[5] = kind;
         out[8..16].copy_from_slice(&session.to_le_bytes());
@@ -229,10 +237,11 @@ impl Message {
                 })
             }
             4 => {
-                unused_zero(1)?;
+                unused_zero(2)?;
                 Ok(Message::Welcome {
                     session,
                     udp_port: port(f[0])?,
+                    snapshot: f[1],
                 })
             }
             k => Err(WireError::Kind(k)),
@@ -264,6 +273,12 @@ mod tests {
             Message::Welcome {
                 session: 9,
                 udp_port: 7000,
+                snapshot: 0,
+            },
+            Message::Welcome {
+                session: 10,
+                udp_port: 7001,
+                snapshot: 123_456_789,
             },
         ]
     }

@@ -23,7 +23,7 @@ use ftvm_machine::{Environment, Machine, MachineConfig, Step};
 use ftvm_protocol::{Input, Message, Role};
 use ftvm_replay::{EndStatus, LogReader};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -366,10 +366,14 @@ pub fn run(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let welcome = read_message(&mut stream)
         .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
-    let Message::Welcome { session, udp_port } = welcome else {
+    let Message::Welcome {
+        session,
+        udp_port,
+        snapshot,
+    } = welcome
+    else {
         anyhow::bail!("the primary at {peer} sent {welcome:?} instead of welcome");
     };
-    stream.set_read_timeout(None)?;
     eprintln!("ftvm backup: connected to the primary at {peer}, session {session:016x}");
 
     let BackupSetup {
@@ -379,6 +383,42 @@ pub fn run(
         mut console,
         macs,
     } = setup;
+    // A primary running alone sends a snapshot of its running machine first.
+    let snapshot = if snapshot == 0 {
+        None
+    } else {
+        if args.non_shared_disk {
+            anyhow::bail!(
+                "the primary runs already: a backup with --non-shared-disk cannot join it (its disks would have to be copied)"
+            );
+        }
+        // RAM, at most, and room for the devices and the hart.
+        let most = config.memory_size.saturating_add(64 << 20);
+        if snapshot > most {
+            anyhow::bail!(
+                "the primary announces a {snapshot}-byte snapshot, more than a machine of this size needs ({most})"
+            );
+        }
+        let started = std::time::Instant::now();
+        let mut bytes = Vec::new();
+        (&mut stream)
+            .take(snapshot)
+            .read_to_end(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("receiving the primary's snapshot: {e}"))?;
+        if bytes.len() as u64 != snapshot {
+            anyhow::bail!(
+                "the primary's snapshot ended after {} of {snapshot} bytes",
+                bytes.len()
+            );
+        }
+        eprintln!(
+            "ftvm backup: received a {} MiB snapshot of the running guest in {} ms",
+            snapshot >> 20,
+            started.elapsed().as_millis()
+        );
+        Some(bytes)
+    };
+    stream.set_read_timeout(None)?;
     let inbound = Inbound::new(args.log_buffer as usize);
     let hooks = Hooks {
         go_live: Some({
@@ -406,15 +446,17 @@ pub fn run(
     );
     start_heartbeats(&shared)?;
     if let Some(path) = &args.control {
-        super::control::serve(path, shared.clone(), {
-            let inbound = inbound.clone();
-            Box::new(move || super::control::Counters {
-                log_bytes: inbound.bytes(),
-                held: (0, 0),
-                delays: super::gate::Delays::default(),
-                waited: inbound.waited(),
-            })
-        })?;
+        let inbound = inbound.clone();
+        let counters = Box::new(move || super::control::Counters {
+            log_bytes: inbound.bytes(),
+            held: (0, 0),
+            delays: super::gate::Delays::default(),
+            waited: inbound.waited(),
+        });
+        super::control::serve(
+            path,
+            Arc::new(std::sync::Mutex::new((shared.clone(), counters))),
+        )?;
     }
     let rx_inbound = inbound.clone();
     let rx_shared = shared.clone();
@@ -469,7 +511,25 @@ pub fn run(
         shared: shared.clone(),
     };
     let quit = env.live.quit_flag();
-    let mut machine = Machine::new(config, &mut env)?;
+    let mut machine = match snapshot {
+        None => Machine::new(config, &mut env)?,
+        Some(bytes) => {
+            let machine = Machine::from_snapshot(config, &bytes)
+                .map_err(|e| anyhow::anyhow!("the primary's snapshot: {e}"))?;
+            // What the primary had in flight completes in the log; if it
+            // fails first, this side issues it again.
+            for (slot, request) in machine.in_flight_requests() {
+                env.track(slot, &request);
+            }
+            env.mtime = machine.mtime();
+            shared.executed(machine.icount(), machine.mtime());
+            eprintln!(
+                "ftvm backup: joined the running guest at icount {}",
+                machine.icount()
+            );
+            machine
+        }
+    };
     let outcome = loop {
         if let Some(reason) = shared.halted() {
             anyhow::bail!("{reason}");

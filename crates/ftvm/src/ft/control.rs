@@ -8,7 +8,7 @@ use super::Shared;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters of the side's buffers, read at each query.
@@ -24,12 +24,13 @@ pub struct Counters {
     pub waited: Duration,
 }
 
-/// Serves `ftvm status` on `path` (replacing a stale socket file).
-pub fn serve(
-    path: &Path,
-    shared: Arc<Shared>,
-    counters: Box<dyn Fn() -> Counters + Send>,
-) -> anyhow::Result<()> {
+/// What a status answer is made of: the side's shared state and its
+/// counters. A primary that takes a new backup replaces it.
+pub type Source = Arc<Mutex<(Arc<Shared>, Box<dyn Fn() -> Counters + Send>)>>;
+
+/// Serves `ftvm status` on `path` (replacing a stale socket file) from
+/// `source`.
+pub fn serve(path: &Path, source: Source) -> anyhow::Result<()> {
     if path.exists() {
         std::fs::remove_file(path).map_err(|e| {
             anyhow::anyhow!("cannot replace the control socket {}: {e}", path.display())
@@ -45,7 +46,10 @@ pub fn serve(
             let mut rate = 0.0f64;
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let c = counters();
+                let (shared, c) = {
+                    let source = super::lock(&source);
+                    (source.0.clone(), (source.1)())
+                };
                 let elapsed = last.0.elapsed().as_secs_f64();
                 if elapsed >= 0.2 {
                     rate = c.log_bytes.saturating_sub(last.1) as f64 / elapsed;

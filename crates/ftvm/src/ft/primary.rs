@@ -19,8 +19,9 @@ use ftvm_machine::{Machine, MachineConfig, Step};
 use ftvm_protocol::{Input, Message, Role};
 use ftvm_replay::{Header, LogWriter};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Everything the primary needs besides its flags.
@@ -37,8 +38,244 @@ pub struct PrimarySetup {
     pub backends: Arc<Backends>,
 }
 
+/// A backup that connected and said hello: its stream, address and UDP port.
+struct Joining {
+    stream: TcpStream,
+    peer: SocketAddr,
+    udp_port: u16,
+}
+
+/// Accepts backups on `listener` on a thread of its own. A backup is passed
+/// on only while `wanted` is set (no backup yet, or the last one is gone);
+/// one that comes while the pair is whole is turned away.
+fn accept_backups(
+    listener: TcpListener,
+    wanted: Arc<AtomicBool>,
+) -> std::io::Result<mpsc::Receiver<Joining>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut stream) = conn else { continue };
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                if !wanted.load(Ordering::SeqCst) {
+                    eprintln!(
+                        "\r\nftvm primary: turned away a backup from {peer}: this side has one"
+                    );
+                    continue;
+                }
+                let hello = stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .and_then(|()| read_message(&mut stream));
+                match hello {
+                    Ok(Message::Hello { udp_port }) => {
+                        if stream.set_read_timeout(None).is_err() {
+                            continue;
+                        }
+                        wanted.store(false, Ordering::SeqCst);
+                        let joining = Joining {
+                            stream,
+                            peer,
+                            udp_port,
+                        };
+                        if tx.send(joining).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(other) => eprintln!(
+                        "\r\nftvm primary: {peer} sent {other:?} instead of hello; ignored"
+                    ),
+                    Err(e) => {
+                        eprintln!("\r\nftvm primary: {peer} did not say hello: {e}; ignored")
+                    }
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// One pairing with a backup: its buffers, gate and protocol state.
+struct Session {
+    pipe: Arc<LogPipe>,
+    gate: Arc<OutputGate>,
+    shared: Arc<Shared>,
+    log: Option<LogWriter<super::pipe::PipeWriter>>,
+}
+
+/// What stays across sessions.
+struct Host<'a> {
+    args: &'a FtArgs,
+    udp: UdpSocket,
+    config_record: Vec<u8>,
+    console: Arc<Mutex<Console>>,
+    backends: Arc<Backends>,
+    control: Option<super::control::Source>,
+}
+
+impl Host<'_> {
+    /// Welcomes `joining` (sending `snapshot` first if the machine runs
+    /// already) and sets up the session: buffers, gate, protocol node,
+    /// heartbeats, the log's sender and the acknowledgements' reader.
+    fn start_session(
+        &mut self,
+        joining: Joining,
+        arbiter: Box<dyn ftvm_arbiter::Arbiter>,
+        env: &mut LiveEnvironment,
+        snapshot: Option<&[u8]>,
+    ) -> anyhow::Result<Session> {
+        let Joining {
+            mut stream,
+            peer,
+            udp_port,
+        } = joining;
+        let args = self.args;
+        stream.set_nodelay(true)?;
+        let session = super::new_session()?;
+        stream.write_all(
+            &Message::Welcome {
+                session,
+                udp_port: self.udp.local_addr()?.port(),
+                snapshot: snapshot.map_or(0, |s| s.len() as u64),
+            }
+            .encode(),
+        )?;
+        if let Some(bytes) = snapshot {
+            stream.write_all(bytes).map_err(|e| {
+                anyhow::anyhow!("sending the snapshot to the backup at {peer}: {e}")
+            })?;
+        }
+        eprintln!("\r\nftvm primary: backup connected from {peer}, session {session:016x}");
+
+        let pipe = LogPipe::new(
+            args.log_buffer as usize,
+            Duration::from_micros(args.flush_gap_us),
+        );
+        let gate_console = self.console.clone();
+        let gate = OutputGate::new(
+            pipe.clone(),
+            self.backends.clone(),
+            Box::new(move |bytes: &[u8]| super::lock(&gate_console).write(bytes)),
+            !args.non_shared_disk,
+            args.backup_reads,
+        );
+        env.set_output_sink(gate.clone());
+        let hooks = Hooks {
+            entries: Some({
+                let pipe = pipe.clone();
+                Box::new(move || pipe.entries())
+            }),
+            release: Some({
+                let gate = gate.clone();
+                Box::new(move |upto| gate.release(upto))
+            }),
+            go_live: Some({
+                let gate = gate.clone();
+                let pipe = pipe.clone();
+                Box::new(move |()| {
+                    pipe.break_channel();
+                    gate.open();
+                    eprintln!("\r\nftvm primary: the backup is gone; running alone");
+                })
+            }),
+            halt: Some({
+                let pipe = pipe.clone();
+                Box::new(move |reason: String| {
+                    pipe.break_channel();
+                    eprintln!("\r\nftvm primary: {reason}");
+                })
+            }),
+            channel_lost: Some({
+                let pipe = pipe.clone();
+                Box::new(move |()| pipe.break_channel())
+            }),
+        };
+        let shared = super::shared(
+            Role::Primary,
+            session,
+            args,
+            self.udp.try_clone()?,
+            SocketAddr::new(peer.ip(), udp_port),
+            stream.try_clone()?,
+            arbiter,
+            hooks,
+        );
+        start_heartbeats(&shared)?;
+        let counters = {
+            let pipe = pipe.clone();
+            let gate = gate.clone();
+            let shared = shared.clone();
+            Box::new(move || super::control::Counters {
+                log_bytes: pipe.bytes(),
+                held: gate.held(),
+                delays: gate.delays(),
+                waited: shared.throttled_total(),
+            })
+        };
+        match &self.control {
+            Some(source) => *super::lock(source) = (shared.clone(), counters),
+            None => {
+                if let Some(path) = &args.control {
+                    let source = Arc::new(Mutex::new((shared.clone(), counters as _)));
+                    super::control::serve(path, source.clone())?;
+                    self.control = Some(source);
+                }
+            }
+        }
+
+        // Sender: the log, as it is written.
+        let mut out = stream.try_clone()?;
+        let sender_pipe = pipe.clone();
+        let sender_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("log-sender".into())
+            .spawn(move || {
+                while let Some(chunk) = sender_pipe.take(Duration::from_millis(10)) {
+                    if out.write_all(&chunk).is_err() {
+                        sender_shared.channel_lost();
+                        return;
+                    }
+                    sender_pipe.recycle(chunk);
+                }
+                let _ = out.flush();
+            })?;
+        // Acknowledgements.
+        let mut acks = stream;
+        let ack_shared = shared.clone();
+        let ack_gate = gate.clone();
+        std::thread::Builder::new()
+            .name("log-acks".into())
+            .spawn(move || loop {
+                match read_message(&mut acks) {
+                    Ok(m) => {
+                        if let Message::Ack { mtime, .. } = m {
+                            ack_gate.backup_executed(mtime);
+                        }
+                        ack_shared.feed(Input::Message(m));
+                    }
+                    Err(_) => {
+                        ack_shared.channel_lost();
+                        return;
+                    }
+                }
+            })?;
+
+        let log = LogWriter::new(pipe.writer(), &Header::new(self.config_record.clone()))?;
+        Ok(Session {
+            pipe,
+            gate,
+            shared,
+            log: Some(log),
+        })
+    }
+}
+
 /// Runs the primary until the guest powers off (its exit status), the user
-/// quits, or this side halts (an error).
+/// quits, or this side halts (an error). When the backup is lost and this
+/// side runs alone, a new backup may connect: it gets a snapshot of the
+/// running machine and the log from there, and the pair is whole again.
 pub fn run(
     listen: SocketAddr,
     args: &FtArgs,
@@ -55,27 +292,11 @@ pub fn run(
         listener.local_addr()?,
         arbiter.describe()
     );
-    let (mut stream, peer) = listener
-        .accept()
-        .map_err(|e| anyhow::anyhow!("accepting the backup: {e}"))?;
-    drop(listener);
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let hello = read_message(&mut stream)
-        .map_err(|e| anyhow::anyhow!("the backup at {peer} did not say hello: {e}"))?;
-    let Message::Hello { udp_port } = hello else {
-        anyhow::bail!("the backup at {peer} sent {hello:?} instead of hello");
-    };
-    stream.set_read_timeout(None)?;
-    let session = super::new_session()?;
-    stream.write_all(
-        &Message::Welcome {
-            session,
-            udp_port: udp.local_addr()?.port(),
-        }
-        .encode(),
-    )?;
-    eprintln!("ftvm primary: backup connected from {peer}, session {session:016x}");
+    let wanted = Arc::new(AtomicBool::new(true));
+    let joins = accept_backups(listener, wanted.clone())?;
+    let first = joins
+        .recv()
+        .map_err(|_| anyhow::anyhow!("stopped accepting backups"))?;
 
     let PrimarySetup {
         config,
@@ -84,154 +305,190 @@ pub fn run(
         console,
         backends,
     } = setup;
-    let pipe = LogPipe::new(
-        args.log_buffer as usize,
-        Duration::from_micros(args.flush_gap_us),
-    );
-    let console = Arc::new(Mutex::new(console));
-    let gate_console = console.clone();
-    let gate = OutputGate::new(
-        pipe.clone(),
-        backends,
-        Box::new(move |bytes: &[u8]| super::lock(&gate_console).write(bytes)),
-        !args.non_shared_disk,
-        args.backup_reads,
-    );
-    env.set_output_sink(gate.clone());
-
-    let hooks = Hooks {
-        entries: Some({
-            let pipe = pipe.clone();
-            Box::new(move || pipe.entries())
-        }),
-        release: Some({
-            let gate = gate.clone();
-            Box::new(move |upto| gate.release(upto))
-        }),
-        go_live: Some({
-            let gate = gate.clone();
-            let pipe = pipe.clone();
-            Box::new(move |()| {
-                pipe.break_channel();
-                gate.open();
-                eprintln!("\r\nftvm primary: the backup is gone; running alone");
-            })
-        }),
-        halt: Some({
-            let pipe = pipe.clone();
-            Box::new(move |reason: String| {
-                pipe.break_channel();
-                eprintln!("\r\nftvm primary: {reason}");
-            })
-        }),
-        channel_lost: Some({
-            let pipe = pipe.clone();
-            Box::new(move |()| pipe.break_channel())
-        }),
-    };
-    let peer_udp = SocketAddr::new(peer.ip(), udp_port);
-    let shared = super::shared(
-        Role::Primary,
-        session,
+    let mut host = Host {
         args,
         udp,
-        peer_udp,
-        stream.try_clone()?,
-        arbiter,
-        hooks,
-    );
-    start_heartbeats(&shared)?;
-    if let Some(path) = &args.control {
-        super::control::serve(path, shared.clone(), {
-            let pipe = pipe.clone();
-            let gate = gate.clone();
-            let shared = shared.clone();
-            Box::new(move || super::control::Counters {
-                log_bytes: pipe.bytes(),
-                held: gate.held(),
-                delays: gate.delays(),
-                waited: shared.throttled_total(),
-            })
-        })?;
-    }
-
-    // Sender: the log, as it is written.
-    let mut out = stream.try_clone()?;
-    let sender_pipe = pipe.clone();
-    let sender_shared = shared.clone();
-    std::thread::Builder::new()
-        .name("log-sender".into())
-        .spawn(move || {
-            while let Some(chunk) = sender_pipe.take(Duration::from_millis(10)) {
-                if out.write_all(&chunk).is_err() {
-                    sender_shared.channel_lost();
-                    return;
-                }
-                sender_pipe.recycle(chunk);
-            }
-            let _ = out.flush();
-        })?;
-    // Acknowledgements.
-    let mut acks = stream;
-    let ack_shared = shared.clone();
-    let ack_gate = gate.clone();
-    std::thread::Builder::new()
-        .name("log-acks".into())
-        .spawn(move || loop {
-            match read_message(&mut acks) {
-                Ok(m) => {
-                    if let Message::Ack { mtime, .. } = m {
-                        ack_gate.backup_executed(mtime);
-                    }
-                    ack_shared.feed(Input::Message(m));
-                }
-                Err(_) => {
-                    ack_shared.channel_lost();
-                    return;
-                }
-            }
-        })?;
-
-    let log = LogWriter::new(pipe.writer(), &Header::new(config_record))?;
+        config_record,
+        console: Arc::new(Mutex::new(console)),
+        backends,
+        control: None,
+    };
     let quit = env.quit_flag();
     let max_pause = Duration::from_millis(args.max_lag_ms.max(1));
-    let result = run_vcpu(
-        config,
-        &mut env,
-        log,
-        &shared,
-        &gate,
-        &pipe,
-        &quit,
-        max_pause,
-        args.backup_reads,
-    );
-    let console_restore = console.clone();
-    super::lock(&console_restore).restore();
+    let mut config = Some(config);
+    let mut machine: Option<Machine> = None;
+    let mut joining = first;
+    let mut arbiter = Some(arbiter);
+    let result = loop {
+        let snapshot = match &machine {
+            Some(m) => {
+                let started = Instant::now();
+                let bytes = m.snapshot();
+                eprintln!(
+                    "\r\nftvm primary: a new backup joins at icount {}: sending a {} MiB snapshot of the running guest",
+                    m.icount(),
+                    bytes.len() >> 20
+                );
+                Some((bytes, started))
+            }
+            None => None,
+        };
+        let arb = match arbiter.take() {
+            Some(a) => a,
+            None => ftvm_arbiter::open(&args.arbiter)
+                .map_err(|e| anyhow::anyhow!("--arbiter {}: {e}", args.arbiter))?,
+        };
+        let mut session = match host.start_session(
+            joining,
+            arb,
+            &mut env,
+            snapshot.as_ref().map(|(b, _)| b.as_slice()),
+        ) {
+            Ok(s) => s,
+            Err(e) if machine.is_some() => {
+                // The guest runs on alone; another backup may try again.
+                eprintln!("\r\nftvm primary: the new backup could not join: {e}");
+                env.clear_output_sink();
+                wanted.store(true, Ordering::SeqCst);
+                match run_alone(machine.as_mut(), &mut env, &host, None, &joins, &quit)? {
+                    Alone::Ended(step) => break Ok(step),
+                    Alone::Joined(next) => {
+                        joining = next;
+                        continue;
+                    }
+                }
+            }
+            Err(e) => break Err(e),
+        };
+        if let Some((_, started)) = &snapshot {
+            eprintln!(
+                "\r\nftvm primary: the backup has the snapshot ({} ms with the guest stopped); paired again",
+                started.elapsed().as_millis()
+            );
+        }
+        let paired = run_paired(
+            &mut config,
+            &mut machine,
+            &mut env,
+            &mut session,
+            &quit,
+            max_pause,
+            args.backup_reads,
+        );
+        match paired {
+            Err(e) => break Err(e),
+            Ok(Some(step)) => break Ok(step),
+            Ok(None) => {}
+        }
+        // Alone: no more log, outputs go straight out; a new backup may come.
+        env.clear_output_sink();
+        if args.non_shared_disk {
+            eprintln!(
+                "\r\nftvm primary: no new backup can join (--non-shared-disk: its disks would have to be copied)"
+            );
+        } else {
+            wanted.store(true, Ordering::SeqCst);
+        }
+        let joins = (!args.non_shared_disk).then_some(&joins);
+        match run_alone(
+            machine.as_mut(),
+            &mut env,
+            &host,
+            Some(&session),
+            joins.unwrap_or(&mpsc::channel().1),
+            &quit,
+        ) {
+            Err(e) => break Err(e),
+            Ok(Alone::Ended(step)) => break Ok(step),
+            Ok(Alone::Joined(next)) => {
+                // The old session's threads stop.
+                session.shared.close();
+                joining = next;
+            }
+        }
+    };
+    super::lock(&host.console).restore();
     env.shutdown();
-    result
+    super::finish(result?)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_vcpu(
-    config: MachineConfig,
+/// How running alone ended.
+enum Alone {
+    /// The guest run ended.
+    Ended(Step),
+    /// A new backup connected.
+    Joined(Joining),
+}
+
+/// Runs the machine alone until the guest run ends or a backup joins.
+fn run_alone(
+    machine: Option<&mut Machine>,
     env: &mut LiveEnvironment,
-    log: LogWriter<super::pipe::PipeWriter>,
-    shared: &Arc<Shared>,
-    gate: &Arc<OutputGate>,
-    pipe: &Arc<LogPipe>,
+    host: &Host<'_>,
+    session: Option<&Session>,
+    joins: &mpsc::Receiver<Joining>,
+    quit: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> anyhow::Result<Alone> {
+    let Some(machine) = machine else {
+        anyhow::bail!("no machine to run alone");
+    };
+    loop {
+        if let Ok(joining) = joins.try_recv() {
+            return Ok(Alone::Joined(joining));
+        }
+        let step = machine.step(env)?;
+        let out = machine.take_console_output();
+        if !out.is_empty() {
+            super::lock(&host.console).write(&out);
+        }
+        if let Some(session) = session {
+            session.shared.executed(machine.icount(), machine.mtime());
+        }
+        match step {
+            Step::Running | Step::Reboot if !quit.get() => {}
+            Step::Running | Step::Reboot => return Ok(Alone::Ended(Step::Running)),
+            other => return Ok(Alone::Ended(other)),
+        }
+    }
+}
+
+/// Runs the guest paired: records into the session's log, creating the
+/// machine from `config` first if there is none yet. `Some(step)` when the
+/// guest run ended, `None` when the backup is gone and this side runs alone.
+#[allow(clippy::too_many_arguments)]
+fn run_paired(
+    config: &mut Option<MachineConfig>,
+    machine: &mut Option<Machine>,
+    env: &mut LiveEnvironment,
+    session: &mut Session,
     quit: &std::rc::Rc<std::cell::Cell<bool>>,
     max_pause: Duration,
     backup_reads: bool,
-) -> anyhow::Result<std::process::ExitCode> {
+) -> anyhow::Result<Option<Step>> {
+    let Session {
+        pipe,
+        gate,
+        shared,
+        log,
+    } = session;
+    let Some(log) = log.take() else {
+        anyhow::bail!("the session's log was used already");
+    };
     let mut recorder = Recorder::new(env, log);
     if backup_reads {
         // The backup reads the shared disk itself (the gate orders writes
         // after the reads it has not executed yet).
         recorder.elide_read_data();
     }
-    let mut machine = Machine::new(config, &mut recorder)?;
-    // Paired: record.
+    let machine = match machine {
+        Some(m) => m,
+        None => {
+            let Some(config) = config.take() else {
+                anyhow::bail!("no machine configuration");
+            };
+            machine.insert(Machine::new(config, &mut recorder)?)
+        }
+    };
     let outcome = loop {
         if let Some(reason) = shared.halted() {
             anyhow::bail!("{reason}");
@@ -266,7 +523,7 @@ fn run_vcpu(
                 .unwrap_or(u64::MAX),
             });
         }
-        let step = replay::record_step(&mut machine, &mut recorder)?;
+        let step = replay::record_step(machine, &mut recorder)?;
         // Console output forces a flush of the log (the gate does it);
         // otherwise the sender sends at least every 10 ms (fewer wake-ups on both sides; outputs never wait for it).
         gate.console(machine.take_console_output());
@@ -280,39 +537,21 @@ fn run_vcpu(
             other => break Some(other),
         }
     };
-    let outcome = match outcome {
-        Some(step) => {
-            // The end is in the log; the outputs before it go out once the
-            // backup has it all (or this side runs alone).
-            replay::record_end(&mut machine, &mut recorder, step);
-            let _ = recorder.finish();
-            shared.close();
-            pipe.close();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while gate.held().0 > 0 && Instant::now() < deadline && shared.halted().is_none() {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            step
-        }
-        None => {
-            // Alone: no more log, outputs go straight out.
-            drop(recorder);
-            env.clear_output_sink();
-            loop {
-                let step = machine.step(env)?;
-                let out = machine.take_console_output();
-                gate.console(out);
-                shared.executed(machine.icount(), machine.mtime());
-                match step {
-                    Step::Running | Step::Reboot if !quit.get() => {}
-                    Step::Running | Step::Reboot => break Step::Running,
-                    other => break other,
-                }
-            }
-        }
+    let Some(step) = outcome else {
+        return Ok(None);
     };
+    // The end is in the log; the outputs before it go out once the backup
+    // has it all (or this side runs alone).
+    replay::record_end(machine, &mut recorder, step);
+    let _ = recorder.finish();
+    shared.close();
+    pipe.close();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gate.held().0 > 0 && Instant::now() < deadline && shared.halted().is_none() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     if let Some(reason) = shared.halted() {
         anyhow::bail!("{reason}");
     }
-    super::finish(outcome)
+    Ok(Some(step))
 }
