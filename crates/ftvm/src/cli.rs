@@ -243,6 +243,11 @@ pub struct BackupArgs {
     /// The primary's `--listen` address.
     #[arg(long)]
     peer: std::net::SocketAddr,
+    /// Once this side has gone live, take a new backup on this address (it
+    /// joins with a snapshot of the running guest), as a primary whose
+    /// backup is gone does on its `--listen` address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     ft: crate::ft::FtArgs,
     #[command(flatten)]
@@ -639,6 +644,7 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let p = prepare(&args.vm, &args.serial)?;
     crate::ft::backup::run(
         args.peer,
+        args.listen,
         &args.ft,
         crate::ft::backup::BackupSetup {
             config: p.config,

@@ -256,24 +256,53 @@ fn test_backup_killed_primary_goes_on_alone() {
     );
 }
 
-/// What the primary says once a new backup has its snapshot.
+/// What the side running the guest says once a new backup has its snapshot.
 const REJOINED: &str = "ftvm primary: the backup has the snapshot";
 
 /// What a backup that joined a running primary says.
 const JOINED: &str = "ftvm backup: joined the running guest at icount";
 
-/// Re-protection: the backup dies, the primary runs alone, a new backup joins
-/// it (a snapshot of the running guest, then the log), and when the primary
-/// dies in turn the new backup goes live: one client connection throughout,
-/// every reply the previous one plus one.
+/// Where a backup takes a new backup once it has gone live (host B).
+const BACKUP_LISTEN: &str = "10.78.0.2:7701";
+
+/// What a backup gone live with `--listen` says.
+const LIVE_LISTENING: &str = "ftvm backup: live alone; a new backup may join on";
+
+/// Re-protection after the backup dies: the primary runs alone, a new backup
+/// joins it (a snapshot of the running guest, then the log), and when the
+/// primary dies in turn the new backup goes live: one client connection
+/// throughout, every reply the previous one plus one.
 #[test]
 fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
+    rejoin(Victim::Backup, "ftpair-j", "ftp7");
+}
+
+/// Re-protection after the primary dies: the backup goes live and, given
+/// `--listen`, takes a new backup (on host A), which goes live when the
+/// first backup dies in turn; one client connection throughout.
+#[test]
+fn test_a_new_backup_joins_the_live_backup_and_takes_over_when_it_dies() {
+    rejoin(Victim::Primary, "ftpair-k", "ftp8");
+}
+
+/// Kills `first` of a pair under the client's load, starts a new backup
+/// that joins the survivor, kills the survivor, and checks the new backup
+/// carries the client's connection on.
+fn rejoin(first: Victim, dir_tag: &str, net_name: &str) {
     require_root();
-    let dir = TempDir::new("ftpair-j");
-    let net = FtNetwork::new("ftp7");
+    let dir = TempDir::new(dir_tag);
+    let net = FtNetwork::new(net_name);
     let vm = counter_vm(dir.path());
     let arbiter = file_arbiter(dir.path());
-    let mut pair = Pair::start(&net, &arbiter, &vm);
+    let mut p = side_args("primary", &arbiter);
+    p.extend_from_slice(&vm);
+    let mut b = side_args("backup", &arbiter);
+    b.extend(["--listen".into(), BACKUP_LISTEN.into()]);
+    b.extend_from_slice(&vm);
+    let mut pair = Pair {
+        primary: Vm::spawn(Some(net.name(Ns::HostA)), &p),
+        backup: Vm::spawn(Some(net.name(Ns::HostB)), &b),
+    };
     pair.primary
         .console()
         .wait_for_line(COUNTER_LISTENING, STEP_GUARD);
@@ -292,23 +321,36 @@ fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
     };
     more(&load, &pair, "before the first kill");
 
-    // The backup dies; the primary goes on alone.
-    pair.backup.child().stop();
+    // `first` dies; the other side runs alone. The new backup runs on the
+    // dead side's host and joins the survivor. `pair.primary` is the side
+    // that runs the guest from then on, `pair.backup` the new backup.
+    let (survivor_ready, new_host, new_peer) = match first {
+        Victim::Backup => {
+            pair.backup.child().stop();
+            (PRIMARY_ALONE, Ns::HostB, LISTEN)
+        }
+        Victim::Primary => {
+            pair.primary.child().stop();
+            std::mem::swap(&mut pair.primary, &mut pair.backup);
+            (LIVE_LISTENING, Ns::HostA, BACKUP_LISTEN)
+        }
+    };
     pair.primary
         .console()
-        .wait_for_line(PRIMARY_ALONE, STEP_GUARD);
-    more(&load, &pair, "the primary alone");
-
-    // A new backup on host B joins the running primary.
-    let mut b = side_args("backup", &arbiter);
-    b.extend_from_slice(&vm);
-    let old_backup = std::mem::replace(&mut pair.backup, Vm::spawn(Some(net.name(Ns::HostB)), &b));
-    drop(old_backup);
+        .wait_for_line(survivor_ready, STEP_GUARD);
+    more(&load, &pair, "the survivor alone");
+    let mut n = side_args("backup", &arbiter);
+    n[2] = new_peer.into(); // --peer
+    n.extend_from_slice(&vm);
+    drop(std::mem::replace(
+        &mut pair.backup,
+        Vm::spawn(Some(net.name(new_host)), &n),
+    ));
     pair.backup.console().wait_for_line(JOINED, STEP_GUARD);
     let pause = pair.primary.console().wait_for_line(REJOINED, STEP_GUARD);
     more(&load, &pair, "paired again");
 
-    // The primary dies; the new backup goes live.
+    // The survivor dies; the new backup goes live.
     pair.primary.child().stop();
     let live = pair.backup.console().wait_for_line(BACKUP_LIVE, STEP_GUARD);
     more(&load, &pair, "the new backup live");
@@ -331,8 +373,8 @@ fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
         pair.consoles()
     );
     eprintln!(
-        "rejoin: {count} replies; snapshot pause: {pause}; new backup live at icount {live}; \
-         largest gap between replies {:?}",
+        "rejoin after the {first:?} died: {count} replies; snapshot pause: {pause}; \
+         new backup live at icount {live}; largest gap between replies {:?}",
         report.max_gap().map(|(g, _)| g)
     );
 }

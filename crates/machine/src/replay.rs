@@ -19,10 +19,11 @@
 use crate::digest::Digest;
 use crate::{Environment, Machine, Step};
 use ftvm_devices::virtio::VIRTIO_BLK_S_OK;
-use ftvm_devices::{BackendCompletion, BackendRequest};
+use ftvm_devices::{BackendCompletion, BackendRequest, BlockOp};
 use ftvm_replay::{
     hash_bytes, EndStatus, Entry, Event, LogError, LogReader, LogWriter, SubmitRecord,
 };
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 
 /// Instructions between two state digests in a log.
@@ -83,6 +84,11 @@ pub struct Recorder<'a, W: Write> {
     last_icount: u64,
     /// Log successful disk reads as [`Event::ReadElided`], without their data.
     elide_reads: bool,
+    /// Reads submitted through this recorder and not completed, by (slot,
+    /// id): only these are elided. A read the machine had in flight before
+    /// the recording began (a snapshot sent to a new backup) has no
+    /// submission in the log, and its data goes in the log.
+    reads: BTreeSet<(usize, u64)>,
 }
 
 impl<'a, W: Write> Recorder<'a, W> {
@@ -94,13 +100,14 @@ impl<'a, W: Write> Recorder<'a, W> {
             error: None,
             last_icount: 0,
             elide_reads: false,
+            reads: BTreeSet::new(),
         }
     }
 
-    /// From now on, logs each disk read that completes with status OK as an
-    /// [`Event::ReadElided`] (its length and data hash) instead of a completion
-    /// carrying the data: for a replaying side that reads the same disk itself
-    /// ([`Replayer::completions_reading`]).
+    /// From now on, logs each disk read submitted through this recorder that
+    /// completes with status OK as an [`Event::ReadElided`] (its length and
+    /// data hash) instead of a completion carrying the data: for a replaying
+    /// side that reads the same disk itself ([`Replayer::completions_reading`]).
     pub fn elide_read_data(&mut self) {
         self.elide_reads = true;
     }
@@ -183,6 +190,15 @@ impl<W: Write> Environment for Recorder<'_, W> {
     }
 
     fn submit(&mut self, icount: u64, slot: usize, request: BackendRequest) {
+        if let BackendRequest::Block {
+            id,
+            op: BlockOp::Read { .. },
+        } = &request
+        {
+            if self.elide_reads {
+                self.reads.insert((slot, *id));
+            }
+        }
         // The log keeps a record of the request (its data hashed), not the data.
         self.put(
             icount,
@@ -200,7 +216,9 @@ impl<W: Write> Environment for Recorder<'_, W> {
             match completion {
                 // Only a read that succeeded carries data.
                 BackendCompletion::Block { id, status, data }
-                    if self.elide_reads && *status == VIRTIO_BLK_S_OK && !data.is_empty() =>
+                    if self.reads.remove(&(*slot, *id))
+                        && *status == VIRTIO_BLK_S_OK
+                        && !data.is_empty() =>
                 {
                     let event = Event::ReadElided {
                         slot: *slot as u8,
@@ -841,6 +859,32 @@ mod tests {
             )
         );
         assert!(log.len() < 200, "{} bytes", log.len());
+    }
+
+    #[test]
+    fn test_a_read_in_flight_before_the_recording_keeps_its_data_in_the_log() {
+        let mut host = Host {
+            done: answer(),
+            ..Host::default()
+        };
+        let log = LogWriter::new(Vec::new(), &Header::new(Vec::new())).expect("header");
+        let mut recorder = Recorder::new(&mut host, log);
+        recorder.elide_read_data();
+
+        // Request 3 was submitted before this recorder existed.
+        let done = recorder.completions(200);
+        let log = recorder.finish().expect("log").into_inner();
+        let (_, entries) = decode_all(&log).expect("log");
+
+        assert_eq!(done, answer());
+        let (slot, completion) = done.into_iter().next().expect("a completion");
+        assert_eq!(
+            entries[0].event,
+            Event::Completion {
+                slot: slot as u8,
+                completion
+            }
+        );
     }
 
     #[test]

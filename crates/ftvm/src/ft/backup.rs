@@ -347,13 +347,25 @@ fn fingerprint(record: &[u8]) -> Vec<String> {
 
 /// Runs the backup until the replayed guest powers off, or until it ran live
 /// and ended.
+///
+/// With `listen`, once live this side takes new backups there, as a primary
+/// whose backup is gone does ([`super::primary::protect`]).
 pub fn run(
     peer: SocketAddr,
+    listen: Option<SocketAddr>,
     args: &FtArgs,
     setup: BackupSetup,
 ) -> anyhow::Result<std::process::ExitCode> {
     let arbiter = ftvm_arbiter::open(&args.arbiter)
         .map_err(|e| anyhow::anyhow!("--arbiter {}: {e}", args.arbiter))?;
+    // Bound now, so that a wrong address is said at once; used once live.
+    let listener = match listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for a new backup: {e}"))?,
+        ),
+        None => None,
+    };
     let mut stream = connect(peer)?;
     stream.set_nodelay(true)?;
     let udp = UdpSocket::bind(SocketAddr::new(stream.local_addr()?.ip(), 0))?;
@@ -445,18 +457,19 @@ pub fn run(
         hooks,
     );
     start_heartbeats(&shared)?;
+    let mut control = None;
     if let Some(path) = &args.control {
         let inbound = inbound.clone();
-        let counters = Box::new(move || super::control::Counters {
-            log_bytes: inbound.bytes(),
-            held: (0, 0),
-            delays: super::gate::Delays::default(),
-            waited: inbound.waited(),
-        });
-        super::control::serve(
-            path,
-            Arc::new(std::sync::Mutex::new((shared.clone(), counters))),
-        )?;
+        let counters: Box<dyn Fn() -> super::control::Counters + Send> =
+            Box::new(move || super::control::Counters {
+                log_bytes: inbound.bytes(),
+                held: (0, 0),
+                delays: super::gate::Delays::default(),
+                waited: inbound.waited(),
+            });
+        let source = Arc::new(std::sync::Mutex::new((shared.clone(), counters)));
+        super::control::serve(path, source.clone())?;
+        control = Some(source);
     }
     let rx_inbound = inbound.clone();
     let rx_shared = shared.clone();
@@ -534,6 +547,10 @@ pub fn run(
         if let Some(reason) = shared.halted() {
             anyhow::bail!("{reason}");
         }
+        if env.is_live && listener.is_some() {
+            // Live: from here on this side runs as a primary would.
+            break None;
+        }
         if let Some(e) = env.replayer.take_error() {
             if let Some(reason) = shared.halted() {
                 anyhow::bail!("{reason}");
@@ -543,7 +560,7 @@ pub fn run(
         if !env.is_live {
             if let Some(status) = env.replayer.recorded_end() {
                 if status == EndStatus::Stopped {
-                    break Step::Running;
+                    break Some(Step::Running);
                 }
             }
         }
@@ -570,7 +587,7 @@ pub fn run(
         shared.executed(machine.icount(), machine.mtime());
         match step {
             Step::Running | Step::Reboot if !quit.get() => {}
-            Step::Running | Step::Reboot => break Step::Running,
+            Step::Running | Step::Reboot => break Some(Step::Running),
             other => {
                 if !env.is_live {
                     ftvm_machine::replay::replay_end(&mut machine, &mut env.replayer, other);
@@ -578,12 +595,34 @@ pub fn run(
                         anyhow::bail!("the backup cannot follow the primary's log: {e}");
                     }
                 }
-                break other;
+                break Some(other);
             }
         }
     };
-    console.restore();
-    env.live.shutdown();
+    let outcome = match (outcome, listener) {
+        (Some(step), _) => {
+            console.restore();
+            env.live.shutdown();
+            step
+        }
+        (None, None) => anyhow::bail!("stopped running without an end"),
+        (None, Some(listener)) => {
+            // The old session's heartbeats stop.
+            shared.close();
+            let mut live = env.live;
+            let result = super::primary::protect(
+                listener,
+                args,
+                machine,
+                &mut live,
+                console,
+                config_record,
+                control,
+            );
+            live.shutdown();
+            result?
+        }
+    };
     super::finish(outcome)
 }
 

@@ -7,7 +7,9 @@
 //! acknowledgements and releases outputs from the [`OutputGate`] as they
 //! arrive, so outputs never wait for the vCPU. When the backup is declared
 //! failed and this side wins the arbiter, the gate opens, logging stops and
-//! the guest runs on alone.
+//! the guest runs on alone, and a new backup may join: it gets a snapshot of
+//! the running machine, then the log from there ([`serve`]). A backup gone
+//! live with `--listen` runs the same way ([`protect`]).
 
 use super::gate::OutputGate;
 use super::pipe::LogPipe;
@@ -313,13 +315,87 @@ pub fn run(
         backends,
         control: None,
     };
+    let result = serve(
+        &mut host,
+        &mut env,
+        &joins,
+        &wanted,
+        Some(config),
+        None,
+        Some((first, arbiter)),
+    );
+    super::lock(&host.console).restore();
+    env.shutdown();
+    super::finish(result?)
+}
+
+/// A side that runs the guest alone, after going live as the backup, and
+/// takes new backups on `listener` (`ftvm backup --listen`): the same as a
+/// primary whose backup is gone. Returns how the guest run ended.
+#[allow(clippy::too_many_arguments)]
+pub fn protect(
+    listener: TcpListener,
+    args: &FtArgs,
+    machine: Machine,
+    env: &mut LiveEnvironment,
+    console: Console,
+    config_record: Vec<u8>,
+    control: Option<super::control::Source>,
+) -> anyhow::Result<Step> {
+    let Some(backends) = env.backends().cloned() else {
+        anyhow::bail!("no host backends to run alone with");
+    };
+    let udp = UdpSocket::bind(listener.local_addr()?).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot bind UDP {} for heartbeats: {e}",
+            listener
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string())
+        )
+    })?;
+    eprintln!(
+        "\r\nftvm backup: live alone; a new backup may join on {}",
+        listener.local_addr()?
+    );
+    let wanted = Arc::new(AtomicBool::new(!args.non_shared_disk));
+    let joins = accept_backups(listener, wanted.clone())?;
+    let mut host = Host {
+        args,
+        udp,
+        config_record,
+        console: Arc::new(Mutex::new(console)),
+        backends,
+        control,
+    };
+    let result = serve(&mut host, env, &joins, &wanted, None, Some(machine), None);
+    super::lock(&host.console).restore();
+    result
+}
+
+/// Pairs with the backups that come on `joins`, one at a time, running the
+/// guest alone between them: from `first` (a backup that said hello, with
+/// the arbiter for its session) if given, else alone with `machine`. The
+/// first session creates the machine from `config` if there is none.
+fn serve(
+    host: &mut Host<'_>,
+    env: &mut LiveEnvironment,
+    joins: &mpsc::Receiver<Joining>,
+    wanted: &AtomicBool,
+    mut config: Option<MachineConfig>,
+    mut machine: Option<Machine>,
+    first: Option<(Joining, Box<dyn ftvm_arbiter::Arbiter>)>,
+) -> anyhow::Result<Step> {
+    let args = host.args;
     let quit = env.quit_flag();
     let max_pause = Duration::from_millis(args.max_lag_ms.max(1));
-    let mut config = Some(config);
-    let mut machine: Option<Machine> = None;
-    let mut joining = first;
-    let mut arbiter = Some(arbiter);
-    let result = loop {
+    let (mut joining, mut arbiter) = match first {
+        Some((joining, arbiter)) => (joining, Some(arbiter)),
+        None => match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
+            Alone::Ended(step) => return Ok(step),
+            Alone::Joined(joining) => (joining, None),
+        },
+    };
+    loop {
         let snapshot = match &machine {
             Some(m) => {
                 let started = Instant::now();
@@ -341,7 +417,7 @@ pub fn run(
         let mut session = match host.start_session(
             joining,
             arb,
-            &mut env,
+            env,
             snapshot.as_ref().map(|(b, _)| b.as_slice()),
         ) {
             Ok(s) => s,
@@ -350,15 +426,15 @@ pub fn run(
                 eprintln!("\r\nftvm primary: the new backup could not join: {e}");
                 env.clear_output_sink();
                 wanted.store(true, Ordering::SeqCst);
-                match run_alone(machine.as_mut(), &mut env, &host, None, &joins, &quit)? {
-                    Alone::Ended(step) => break Ok(step),
+                match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
+                    Alone::Ended(step) => return Ok(step),
                     Alone::Joined(next) => {
                         joining = next;
                         continue;
                     }
                 }
             }
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         };
         if let Some((_, started)) = &snapshot {
             eprintln!(
@@ -366,50 +442,38 @@ pub fn run(
                 started.elapsed().as_millis()
             );
         }
-        let paired = run_paired(
+        if let Some(step) = run_paired(
             &mut config,
             &mut machine,
-            &mut env,
+            env,
             &mut session,
             &quit,
             max_pause,
             args.backup_reads,
-        );
-        match paired {
-            Err(e) => break Err(e),
-            Ok(Some(step)) => break Ok(step),
-            Ok(None) => {}
+        )? {
+            return Ok(step);
         }
         // Alone: no more log, outputs go straight out; a new backup may come.
         env.clear_output_sink();
-        if args.non_shared_disk {
+        let none = mpsc::channel().1;
+        let joins = if args.non_shared_disk {
             eprintln!(
                 "\r\nftvm primary: no new backup can join (--non-shared-disk: its disks would have to be copied)"
             );
+            &none
         } else {
             wanted.store(true, Ordering::SeqCst);
-        }
-        let joins = (!args.non_shared_disk).then_some(&joins);
-        match run_alone(
-            machine.as_mut(),
-            &mut env,
-            &host,
-            Some(&session),
-            joins.unwrap_or(&mpsc::channel().1),
-            &quit,
-        ) {
-            Err(e) => break Err(e),
-            Ok(Alone::Ended(step)) => break Ok(step),
-            Ok(Alone::Joined(next)) => {
+            joins
+        };
+        match run_alone(machine.as_mut(), env, host, Some(&session), joins, &quit)? {
+            Alone::Ended(step) => return Ok(step),
+            Alone::Joined(next) => {
                 // The old session's threads stop.
                 session.shared.close();
                 joining = next;
             }
         }
-    };
-    super::lock(&host.console).restore();
-    env.shutdown();
-    super::finish(result?)
+    }
 }
 
 /// How running alone ended.
