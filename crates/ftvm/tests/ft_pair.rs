@@ -274,7 +274,7 @@ const LIVE_LISTENING: &str = "ftvm backup: live alone; a new backup may join on"
 /// throughout, every reply the previous one plus one.
 #[test]
 fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
-    rejoin(Victim::Backup, "ftpair-j", "ftp7");
+    rejoin(Victim::Backup, "ftpair-j", "ftp9");
 }
 
 /// Re-protection after the primary dies: the backup goes live and, given
@@ -282,7 +282,7 @@ fn test_a_new_backup_joins_the_lone_primary_and_takes_over_when_it_dies() {
 /// first backup dies in turn; one client connection throughout.
 #[test]
 fn test_a_new_backup_joins_the_live_backup_and_takes_over_when_it_dies() {
-    rejoin(Victim::Primary, "ftpair-k", "ftp8");
+    rejoin(Victim::Primary, "ftpair-k", "ftp10");
 }
 
 /// Kills `first` of a pair under the client's load, starts a new backup
@@ -735,10 +735,15 @@ const DISK_FILES: u64 = 60;
 /// Makes an ext2 file system on the shared disk, then writes files `f1`, `f2`, … each
 /// followed by `sync` and a `wrote N` line, unmounts and prints `synced`.
 fn disk_guest_cmd() -> String {
+    disk_guest_cmd_of(DISK_FILES)
+}
+
+/// [`disk_guest_cmd`] with `files` files.
+fn disk_guest_cmd_of(files: u64) -> String {
     format!(
         "load-ext4 && mkdir -p /mnt && mke2fs -F /dev/vda >/dev/null && \
          mount -t ext2 /dev/vda /mnt && echo mkfs done && i=1 && \
-         while [ $i -le {DISK_FILES} ]; do \
+         while [ $i -le {files} ]; do \
            {{ echo ftvm file $i; k=1; while [ $k -le 300 ]; do echo $((k*i)); k=$((k+1)); done; }} >/mnt/f$i && \
            sync && echo wrote $i; i=$((i+1)); \
          done; umount /mnt && echo synced"
@@ -772,8 +777,6 @@ fn test_shared_disk_writes_survive_failover_with_backup_reads() {
 /// keep each test's files and namespaces apart (the tests run at once).
 fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: &[&str]) {
     require_root();
-    let e2fsck = require_tool("e2fsck", "e2fsprogs");
-    let debugfs = require_tool("debugfs", "e2fsprogs");
     let dir = TempDir::new(dir_tag);
     let net = FtNetwork::new(net_name);
     let image = dir.path().join("shared.img");
@@ -820,6 +823,14 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
         after.last()
     );
 
+    check_image(&image, &all);
+}
+
+/// `e2fsck -fn` finds the file system on `image` clean, and files `f{n}` for
+/// every `n` of `files` hold what the guest wrote.
+fn check_image(image: &Path, files: &[u64]) {
+    let e2fsck = require_tool("e2fsck", "e2fsprogs");
+    let debugfs = require_tool("debugfs", "e2fsprogs");
     let img = image.to_str().expect("UTF-8 path");
     let fsck = Command::new(&e2fsck)
         .args(["-fn", img])
@@ -833,7 +844,7 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
         String::from_utf8_lossy(&fsck.stdout),
         String::from_utf8_lossy(&fsck.stderr)
     );
-    for n in all {
+    for &n in files {
         let content = run(&debugfs, &["-R", &format!("cat /f{n}"), img]);
         assert!(
             content == file_content(n),
@@ -841,6 +852,85 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
             &content[..content.len().min(80)]
         );
     }
+}
+
+/// Files the disk guest writes in the re-protection test: enough that it is
+/// still writing when the side it joined is killed.
+const REJOIN_FILES: u64 = 150;
+
+/// Re-protection with a shared disk: the backup dies while the guest writes
+/// files, a new backup joins the primary, the primary dies, and the new
+/// backup goes live and lets the guest finish. Every file the guest reported
+/// written is on the image, which `e2fsck` finds clean.
+#[test]
+fn test_shared_disk_writes_survive_a_failover_to_a_backup_that_joined() {
+    require_root();
+    let dir = TempDir::new("ftpair-jd");
+    let net = FtNetwork::new("ftp11");
+    let image = dir.path().join("shared.img");
+    let vm = shared_disk_vm(&image, 64 << 20, &disk_guest_cmd_of(REJOIN_FILES), &[]);
+    let arbiter = file_arbiter(dir.path());
+    let mut pair = Pair::start(&net, &arbiter, &vm);
+
+    pair.primary.console().wait_for_line("wrote 3", STEP_GUARD);
+    pair.backup.child().stop();
+    pair.primary
+        .console()
+        .wait_for_line(PRIMARY_ALONE, STEP_GUARD);
+    let mut b = side_args("backup", &arbiter);
+    b.extend_from_slice(&vm);
+    drop(std::mem::replace(
+        &mut pair.backup,
+        Vm::spawn(Some(net.name(Ns::HostB)), &b),
+    ));
+    pair.backup.console().wait_for_line(JOINED, STEP_GUARD);
+    pair.primary.console().wait_for_line(REJOINED, STEP_GUARD);
+    // Two more files written paired, then the primary dies.
+    let joined_at = wrote(&pair.primary.console().text())
+        .last()
+        .copied()
+        .unwrap_or(0);
+    pair.primary
+        .console()
+        .wait_for_line(&format!("wrote {}", joined_at + 2), STEP_GUARD);
+    pair.primary.child().stop();
+    let Pair { primary, backup } = pair;
+    let primary_text = primary.kill();
+    assert!(
+        find_line(&primary_text, "synced").is_none(),
+        "the guest finished before the primary was killed: give it more than {REJOIN_FILES} files\n{primary_text}"
+    );
+
+    backup.console().wait_for_line("synced", STEP_GUARD);
+    let (status, backup_text) = backup.wait(STEP_GUARD);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the new backup's exit\n--- primary:\n{primary_text}\n--- new backup:\n{backup_text}"
+    );
+    assert!(
+        backup_text.contains(BACKUP_LIVE),
+        "the new backup did not go live\n{backup_text}"
+    );
+    let mut all: Vec<u64> = wrote(&primary_text)
+        .into_iter()
+        .chain(wrote(&backup_text))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=REJOIN_FILES).collect::<Vec<_>>(),
+        "the `wrote N` lines of both sides together\n--- primary:\n{primary_text}\n\
+         --- new backup:\n{backup_text}"
+    );
+    eprintln!(
+        "shared disk, rejoined: the primary wrote up to {:?} (joined at {joined_at}), the new backup {:?}..{:?}",
+        wrote(&primary_text).last(),
+        wrote(&backup_text).first(),
+        wrote(&backup_text).last()
+    );
+    check_image(&image, &all);
 }
 
 /// Rounds of read-then-overwrite in [`rewrite_guest_cmd`].
