@@ -1427,13 +1427,22 @@ fn write_ram(w: &mut Writer, ram: &[u8]) {
     w.put_u64(0);
     let mut count = 0u64;
     for (index, page) in ram.chunks(PAGE_SIZE).enumerate() {
-        if page.iter().any(|&b| b != 0) {
+        if !is_zero(page) {
             w.put_len(index);
             w.out.extend_from_slice(page);
             count += 1;
         }
     }
     w.out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+}
+
+/// Whether `bytes` are all zero: 64 bytes ORed together at a time (which the
+/// compiler turns into vector instructions), not a byte at a time with an
+/// early exit (a snapshot of a mostly empty RAM spends its time here).
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 /// The stored pages of a RAM of `memory_size` bytes: index and bytes, checked to
@@ -1454,7 +1463,7 @@ fn read_ram<'a>(r: &mut Reader<'a>, memory_size: u64) -> Result<Vec<(u64, &'a [u
         previous = Some(index);
         let len = (memory_size - index * PAGE_SIZE as u64).min(PAGE_SIZE as u64);
         let bytes = r.take(len as usize, "page")?;
-        if bytes.iter().all(|&b| b == 0) {
+        if is_zero(bytes) {
             return Err(SnapshotError::ZeroPage { index });
         }
         out.push((index, bytes));

@@ -401,9 +401,10 @@ fn serve(
                 let started = Instant::now();
                 let bytes = m.snapshot();
                 eprintln!(
-                    "\r\nftvm primary: a new backup joins at icount {}: sending a {} MiB snapshot of the running guest",
+                    "\r\nftvm primary: a new backup joins at icount {}: sending a {} MiB snapshot of the running guest (taken in {} ms)",
                     m.icount(),
-                    bytes.len() >> 20
+                    bytes.len() >> 20,
+                    started.elapsed().as_millis()
                 );
                 Some((bytes, started))
             }
