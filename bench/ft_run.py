@@ -553,7 +553,10 @@ def analyze(rec):
                  if isinstance(st.get("log_bytes_per_s"), (int, float))]
         ph["log_bytes_per_s_median"] = statistics.median(rates) if rates else None
         # The mean over the phase: log bytes between the samples that bound it (if the
-        # pair split during the phase, up to the last paired sample in it).
+        # pair split during the phase, up to the last paired sample in it). With two
+        # samples or more inside the phase, between the first and the last of them:
+        # the samples around it may reach into the next phase (the disk write phase
+        # is followed at once by the read phase, which logs a hundred times more).
         before = [st for st in samples if st["t"] <= ph["begin_s"]]
         after = [st for st in samples if st["t"] >= ph["end_s"]]
         first = before[-1] if before else (inside[0] if inside else None)
@@ -561,10 +564,11 @@ def analyze(rec):
             last = after[0] if after else (inside[-1] if inside else None)
         else:
             last = inside[-1] if inside else None
+        lo, hi = (inside[0], inside[-1]) if len(inside) >= 2 else (first, last)
         ph["log_bytes_per_s_mean"] = None
-        if first and first.get("mode") == "paired" and last and last["t"] > first["t"] and None not in (first.get("log_bytes"),
-                                                                     last.get("log_bytes")):
-            ph["log_bytes_per_s_mean"] = (last["log_bytes"] - first["log_bytes"]) / (last["t"] - first["t"])
+        if lo and lo.get("mode") == "paired" and hi and hi["t"] > lo["t"] and None not in (lo.get("log_bytes"),
+                                                                                         hi.get("log_bytes")):
+            ph["log_bytes_per_s_mean"] = (hi["log_bytes"] - lo["log_bytes"]) / (hi["t"] - lo["t"])
         # How long the primary's vCPU stood paused for a lagging backup between the
         # samples that bound the phase (the throttle's cost).
         ph["vcpu_waited_ms"] = None
