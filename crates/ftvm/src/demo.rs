@@ -6,7 +6,9 @@
 //! the primary with SIGKILL after a few seconds of workload; shows the backup
 //! going live and the workload going on; then prints the failover time
 //! (SIGKILL to the first console output of the new primary) and whether the
-//! numbered lines had a gap.
+//! numbered lines had a gap. With `--rejoin`, a new backup then joins the
+//! new primary (a snapshot of the running guest, then the log) and the new
+//! primary is killed in turn.
 //!
 //! With `--net` (root), the pair runs on a network of namespaces and a TCP
 //! client keeps one connection to a counter service in the guest across the
@@ -34,6 +36,12 @@ pub struct DemoArgs {
     /// to the guest across the failover. Needs root.
     #[arg(long)]
     net: bool,
+    /// Re-protection too: after the failover, start a new backup (where the
+    /// primary was) that joins the new primary with a snapshot of the
+    /// running guest, then kill the new primary as well and show the third
+    /// process carrying the workload on.
+    #[arg(long)]
+    rejoin: bool,
 }
 
 /// The guest's workload: numbered lines, five a second.
@@ -148,10 +156,16 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         Some(_) => crate::demo_net::guest_cmd(WORKLOAD),
         None => WORKLOAD.to_string(),
     };
+    // Where the backup, once live, takes a new backup (--rejoin).
+    let rejoin_addr = match net {
+        Some(_) => "10.79.0.2:7700".to_string(),
+        None => format!("127.0.0.1:{}", free_port()?),
+    };
     let arbiter = format!("file={}", dir.join("arbiter").display());
     let p_console: PathBuf = dir.join("primary.console");
     let b_console: PathBuf = dir.join("backup.console");
-    let common = |role: &str, console: &Path, control: &str| -> Vec<String> {
+    let n_console: PathBuf = dir.join("new-backup.console");
+    let common = |role: &str, console: &Path, control: &str, peer: &str| -> Vec<String> {
         let mut a = vec![
             role.to_string(),
             "--arbiter".into(),
@@ -168,7 +182,7 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         }
         match role {
             "primary" => a.extend(["--listen".into(), addr.clone()]),
-            _ => a.extend(["--peer".into(), addr.clone()]),
+            _ => a.extend(["--peer".into(), peer.to_string()]),
         }
         a
     };
@@ -186,14 +200,18 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let mut primary = spawn(
         "primary",
-        &common("primary", &p_console, "primary.sock"),
+        &common("primary", &p_console, "primary.sock", ""),
         &dir.join("primary.log"),
         net.as_ref().map(|n| (n, n.host_a.as_str())),
     )?;
     std::thread::sleep(Duration::from_millis(200));
+    let mut backup_args = common("backup", &b_console, "backup.sock", &addr);
+    if args.rejoin {
+        backup_args.extend(["--listen".into(), rejoin_addr.clone()]);
+    }
     let mut backup = spawn(
         "backup",
-        &common("backup", &b_console, "backup.sock"),
+        &backup_args,
         &dir.join("backup.log"),
         net.as_ref().map(|n| (n, n.host_b.as_str())),
     )?;
@@ -301,11 +319,27 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         println!("ftvm demo: new primary's status:");
         print_prefixed("status", &s);
     }
+    let second = match args.rejoin {
+        true => Some(rejoin(
+            args,
+            dir,
+            &mut backup,
+            &b_console,
+            &n_console,
+            common("backup", &n_console, "new-backup.sock", &rejoin_addr),
+            net.as_ref().map(|n| (n, n.host_a.as_str())),
+            shown_b,
+        )?),
+        false => None,
+    };
     let client_result = client.map(|c| c.finish(Some(killed)));
     backup.kill();
 
     let before = ticks(&primary_text);
-    let after = ticks(&read(&b_console));
+    let mut after = ticks(&read(&b_console));
+    if args.rejoin {
+        after.extend(ticks(&read(&n_console)));
+    }
     let last_before = before.last().copied().unwrap_or(0);
     let first_after = after.first().copied();
     let mut all: Vec<u64> = before.iter().chain(after.iter()).copied().collect();
@@ -324,6 +358,11 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         ),
         None => println!("failover: the backup printed nothing after the primary was killed"),
     }
+    let mut second_ok = true;
+    if let Some(second) = &second {
+        println!("{}", second.summary);
+        second_ok = second.ok;
+    }
     println!(
         "console: the primary's last line was tick {last_before}, the new primary's first was tick {}; {}; {duplicates} line(s) printed twice",
         first_after.map_or("none".into(), |t| t.to_string()),
@@ -333,7 +372,7 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             Some((a, b)) => format!("GAP between tick {a} and tick {b}"),
         }
     );
-    let mut ok = first_output.is_some() && gap.is_none() && first_after.is_some();
+    let mut ok = first_output.is_some() && gap.is_none() && first_after.is_some() && second_ok;
     if net.is_some() {
         let (client_ok, summary) =
             client_result.unwrap_or((false, "client: FAILED: it never started".into()));
@@ -345,6 +384,125 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// How the second failover of `--rejoin` went.
+struct Second {
+    ok: bool,
+    summary: String,
+}
+
+/// `--rejoin`: starts a new backup with `new_args` (in `netns` if given)
+/// that joins `live` (the backup gone live, whose console `live_console` has
+/// been shown up to `shown`), lets the pair run, kills `live`, and watches
+/// the new backup go live.
+#[allow(clippy::too_many_arguments)]
+fn rejoin(
+    args: &DemoArgs,
+    dir: &Path,
+    live: &mut Proc,
+    live_console: &Path,
+    new_console: &Path,
+    new_args: Vec<String>,
+    netns: Option<(&crate::demo_net::DemoNet, &str)>,
+    mut shown: usize,
+) -> anyhow::Result<Second> {
+    let mut newer = spawn("new backup", &new_args, &dir.join("new-backup.log"), netns)?;
+    println!(
+        "ftvm demo: a new backup (pid {}) joins the new primary: it gets a snapshot of the running guest, then the log",
+        newer.child.id()
+    );
+    let live_log = dir.join("backup.log");
+    let guard = Instant::now() + Duration::from_secs(120);
+    let show_live = |shown: &mut usize| {
+        let text = read(live_console);
+        if text.len() > *shown {
+            print_prefixed("backup ", &text[*shown..]);
+            *shown = text.len();
+        }
+    };
+    loop {
+        if crate::demo_net::interrupted() {
+            anyhow::bail!("interrupted");
+        }
+        show_live(&mut shown);
+        if let Ok(Some(status)) = newer.child.try_wait() {
+            anyhow::bail!(
+                "the new backup exited ({status}):\n{}",
+                read(&dir.join("new-backup.log"))
+            );
+        }
+        if read(&live_log).contains("paired again") {
+            break;
+        }
+        if Instant::now() > guard {
+            anyhow::bail!("the new backup did not join within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for line in read(&live_log).lines().filter(|l| l.contains("snapshot")) {
+        println!("ftvm demo: {}", line.trim().trim_start_matches("ftvm "));
+    }
+    let paired_until = Instant::now() + Duration::from_secs(args.watch);
+    while Instant::now() < paired_until {
+        show_live(&mut shown);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Ok(s) = crate::ft::control::query(&dir.join("backup.sock")) {
+        println!("ftvm demo: status of the side running the guest, paired again:");
+        print_prefixed("status", &s);
+    }
+    println!(
+        "ftvm demo: SIGKILL to the new primary (pid {})",
+        live.child.id()
+    );
+    let killed = Instant::now();
+    live.kill();
+    show_live(&mut shown);
+
+    let mut shown_n = 0usize;
+    let mut first_output: Option<Duration> = None;
+    let watch_end = Instant::now() + Duration::from_secs(args.watch) + Duration::from_secs(30);
+    loop {
+        if crate::demo_net::interrupted() {
+            anyhow::bail!("interrupted");
+        }
+        if let Ok(Some(status)) = newer.child.try_wait() {
+            anyhow::bail!(
+                "the new backup exited ({status}):\n{}",
+                read(&dir.join("new-backup.log"))
+            );
+        }
+        let text = read(new_console);
+        if text.len() > shown_n {
+            if first_output.is_none() {
+                first_output = Some(killed.elapsed());
+            }
+            print_prefixed("new    ", &text[shown_n..]);
+            shown_n = text.len();
+        }
+        if first_output.is_some_and(|f| killed.elapsed() >= f + Duration::from_secs(args.watch)) {
+            break;
+        }
+        if Instant::now() > watch_end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    newer.kill();
+    Ok(match first_output {
+        Some(t) => Second {
+            ok: true,
+            summary: format!(
+                "second failover time: {} ms from SIGKILL of the new primary to the first console output of the backup that joined it",
+                t.as_millis()
+            ),
+        },
+        None => Second {
+            ok: false,
+            summary: "second failover: the backup that joined printed nothing after the new primary was killed".into(),
+        },
     })
 }
 

@@ -437,11 +437,18 @@ fn serve(
             }
             Err(e) => return Err(e),
         };
-        if let Some((_, started)) = &snapshot {
+        if let (Some((_, started)), Some(m)) = (&snapshot, &machine) {
+            let stopped = started.elapsed();
             eprintln!(
                 "\r\nftvm primary: the backup has the snapshot ({} ms with the guest stopped); paired again",
-                started.elapsed().as_millis()
+                stopped.as_millis()
             );
+            // The guest's clock ran on while it stood still: the next slice's
+            // time jumps, which the new backup replays at once; not lag.
+            session.shared.executed(m.icount(), m.mtime());
+            session.shared.feed(Input::Paused {
+                ticks: guest_ticks(stopped),
+            });
         }
         if let Some(step) = run_paired(
             &mut config,
@@ -475,6 +482,12 @@ fn serve(
             }
         }
     }
+}
+
+/// `d` in ticks of the guest's time base.
+fn guest_ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos() * u128::from(ftvm_machine::layout::TIMEBASE_HZ) / 1_000_000_000)
+        .unwrap_or(u64::MAX)
 }
 
 /// How running alone ended.
@@ -581,11 +594,7 @@ fn run_paired(
             let paused = started.elapsed();
             shared.add_throttled(paused);
             shared.feed(Input::Paused {
-                ticks: u64::try_from(
-                    paused.as_nanos() * u128::from(ftvm_machine::layout::TIMEBASE_HZ)
-                        / 1_000_000_000,
-                )
-                .unwrap_or(u64::MAX),
+                ticks: guest_ticks(paused),
             });
         }
         let step = replay::record_step(machine, &mut recorder)?;
