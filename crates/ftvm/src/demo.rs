@@ -334,6 +334,10 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     };
     let client_result = client.map(|c| c.finish(Some(killed)));
     backup.kill();
+    let mut second = second;
+    if let Some(second) = &mut second {
+        second.newer.kill();
+    }
 
     let before = ticks(&primary_text);
     let mut after = ticks(&read(&b_console));
@@ -391,6 +395,8 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
 struct Second {
     ok: bool,
     summary: String,
+    /// The backup that joined, running the guest now (killed at the end).
+    newer: Proc,
 }
 
 /// `--rejoin`: starts a new backup with `new_args` (in `netns` if given)
@@ -490,7 +496,6 @@ fn rejoin(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    newer.kill();
     Ok(match first_output {
         Some(t) => Second {
             ok: true,
@@ -498,10 +503,12 @@ fn rejoin(
                 "second failover time: {} ms from SIGKILL of the new primary to the first console output of the backup that joined it",
                 t.as_millis()
             ),
+            newer,
         },
         None => Second {
             ok: false,
             summary: "second failover: the backup that joined printed nothing after the new primary was killed".into(),
+            newer,
         },
     })
 }
