@@ -188,3 +188,62 @@ fn sha256_bytes(data: &[u8]) -> String {
     std::fs::write(&path, data).expect("write");
     sha256_file(&path)
 }
+
+/// A new backup that says hello to a primary running alone and then reads
+/// nothing (so the snapshot cannot be sent) is given up after a few seconds
+/// of no progress; the guest, which stood still meanwhile, goes on alone.
+#[test]
+fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() {
+    use std::io::Write;
+    let dir = TempDir::new("ft-stall");
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let ft = ["--arbiter", &arbiter];
+    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"tick $i\"; usleep 10000; done";
+    let primary = Vm::spawn(None, &side("primary", port, &ft, &[], cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &ft, &[], cmd));
+    primary.console().wait_for_line("tick 20", GUARD);
+    let _ = backup.kill();
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
+
+    let mut joiner =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the primary");
+    // A small receive buffer, so that the kernel does not take the snapshot
+    // in the joiner's place (it grows to tens of MiB on its own).
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on the joiner's own open socket, with a c_int of the
+    // size given.
+    let set = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::setsockopt(
+            joiner.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "setsockopt SO_RCVBUF");
+    joiner
+        .write_all(&ftvm_protocol::Message::Hello { udp_port: 9 }.encode())
+        .expect("say hello");
+    let why = primary
+        .console()
+        .wait_for_line("ftvm primary: the new backup could not join:", GUARD);
+    let last = primary
+        .console()
+        .text()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    primary
+        .console()
+        .wait_for_line(&format!("tick {}", last + 20), GUARD);
+    drop(joiner);
+    let text = primary.kill();
+
+    assert!(why.contains("it took nothing for"), "{why}\n{text}");
+}

@@ -40,6 +40,49 @@ pub struct PrimarySetup {
     pub backends: Arc<Backends>,
 }
 
+/// How long sending a snapshot may make no progress before the new backup
+/// is given up.
+const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
+
+/// Sends `bytes` to a joining backup. The guest stands still meanwhile, so
+/// a backup that takes nothing for [`SNAPSHOT_STALL`] is given up (the
+/// guest goes on alone); a slow one that keeps taking is waited for.
+fn send_snapshot(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(Duration::from_millis(100)))?;
+    let mut sent = 0;
+    let mut progress = Instant::now();
+    while sent < bytes.len() {
+        match stream.write(&bytes[sent..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                sent += n;
+                progress = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if progress.elapsed() >= SNAPSHOT_STALL {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "it took nothing for {} s after {sent} of {} bytes",
+                            SNAPSHOT_STALL.as_secs(),
+                            bytes.len()
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_write_timeout(None)
+}
+
 /// A backup that connected and said hello: its stream, address and UDP port.
 struct Joining {
     stream: TcpStream,
@@ -115,6 +158,8 @@ struct Host<'a> {
     console: Arc<Mutex<Console>>,
     backends: Arc<Backends>,
     control: Option<super::control::Source>,
+    /// Whether a new backup is taken (see [`accept_backups`]).
+    wanted: Arc<AtomicBool>,
 }
 
 impl Host<'_> {
@@ -145,7 +190,7 @@ impl Host<'_> {
             .encode(),
         )?;
         if let Some(bytes) = snapshot {
-            stream.write_all(bytes).map_err(|e| {
+            send_snapshot(&mut stream, bytes).map_err(|e| {
                 anyhow::anyhow!("sending the snapshot to the backup at {peer}: {e}")
             })?;
         }
@@ -176,9 +221,14 @@ impl Host<'_> {
             go_live: Some({
                 let gate = gate.clone();
                 let pipe = pipe.clone();
+                let wanted = self.wanted.clone();
+                let rejoin = !args.non_shared_disk;
                 Box::new(move |()| {
                     pipe.break_channel();
                     gate.open();
+                    // From now on a new backup is taken (it waits until
+                    // the vCPU, a slice or so later, runs alone).
+                    wanted.store(rejoin, Ordering::SeqCst);
                     eprintln!("\r\nftvm primary: the backup is gone; running alone");
                 })
             }),
@@ -314,12 +364,12 @@ pub fn run(
         console: Arc::new(Mutex::new(console)),
         backends,
         control: None,
+        wanted,
     };
     let result = serve(
         &mut host,
         &mut env,
         &joins,
-        &wanted,
         Some(config),
         None,
         Some((first, arbiter)),
@@ -353,10 +403,16 @@ pub fn protect(
                 .map_or_else(|_| "?".into(), |a| a.to_string())
         )
     })?;
-    eprintln!(
-        "\r\nftvm backup: live alone; a new backup may join on {}",
-        listener.local_addr()?
-    );
+    if args.non_shared_disk {
+        eprintln!(
+            "\r\nftvm backup: live alone; no new backup can join (--non-shared-disk: its disks would have to be copied)"
+        );
+    } else {
+        eprintln!(
+            "\r\nftvm backup: live alone; a new backup may join on {}",
+            listener.local_addr()?
+        );
+    }
     let wanted = Arc::new(AtomicBool::new(!args.non_shared_disk));
     let joins = accept_backups(listener, wanted.clone())?;
     let mut host = Host {
@@ -366,8 +422,9 @@ pub fn protect(
         console: Arc::new(Mutex::new(console)),
         backends,
         control,
+        wanted,
     };
-    let result = serve(&mut host, env, &joins, &wanted, None, Some(machine), None);
+    let result = serve(&mut host, env, &joins, None, Some(machine), None);
     super::lock(&host.console).restore();
     result
 }
@@ -380,7 +437,6 @@ fn serve(
     host: &mut Host<'_>,
     env: &mut LiveEnvironment,
     joins: &mpsc::Receiver<Joining>,
-    wanted: &AtomicBool,
     mut config: Option<MachineConfig>,
     mut machine: Option<Machine>,
     first: Option<(Joining, Box<dyn ftvm_arbiter::Arbiter>)>,
@@ -426,7 +482,7 @@ fn serve(
                 // The guest runs on alone; another backup may try again.
                 eprintln!("\r\nftvm primary: the new backup could not join: {e}");
                 env.clear_output_sink();
-                wanted.store(true, Ordering::SeqCst);
+                host.wanted.store(true, Ordering::SeqCst);
                 match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
                     Alone::Ended(step) => return Ok(step),
                     Alone::Joined(next) => {
@@ -470,7 +526,7 @@ fn serve(
             );
             &none
         } else {
-            wanted.store(true, Ordering::SeqCst);
+            host.wanted.store(true, Ordering::SeqCst);
             joins
         };
         match run_alone(machine.as_mut(), env, host, Some(&session), joins, &quit)? {
