@@ -372,6 +372,13 @@ fn rejoin(first: Victim, dir_tag: &str, net_name: &str) {
         "the new backup ended\n{}",
         pair.consoles()
     );
+    // The second failover claimed the epoch after the first's in the same
+    // session: a side of the first pairing could not win it back.
+    let record = std::fs::read_to_string(dir.path().join("arbiter")).expect("the arbiter's record");
+    assert!(
+        record.lines().any(|l| l == "epoch 2"),
+        "the arbiter's record after two failovers:\n{record}"
+    );
     eprintln!(
         "rejoin after the {first:?} died: {count} replies; snapshot pause: {pause}; \
          new backup live at icount {live}; largest gap between replies {:?}",

@@ -277,6 +277,17 @@ impl Node {
         }
     }
 
+    /// A node of pair `session` re-formed by a side that won `epoch` and took
+    /// a new peer (re-protection), whose logging channel has just been set
+    /// up: heartbeats carry `epoch`, and a suspicion claims `epoch + 1`, so a
+    /// side of an earlier pairing of the session can never win again.
+    pub fn resume(role: Role, session: u64, epoch: u64, config: Config, now_ms: u64) -> Node {
+        Node {
+            epoch,
+            ..Node::new(role, session, config, now_ms)
+        }
+    }
+
     /// The node's role.
     pub fn role(&self) -> Role {
         self.role
@@ -450,11 +461,11 @@ impl Node {
             Message::Heartbeat {
                 session,
                 from,
+                epoch,
                 released,
                 mtime,
                 received,
-                ..
-            } if session == self.session && from != self.role => {
+            } if session == self.session && epoch == self.epoch && from != self.role => {
                 self.last_heard_ms = now_ms;
                 match self.role {
                     Role::Backup => self.released = self.released.max(released),

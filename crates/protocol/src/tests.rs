@@ -456,3 +456,47 @@ fn test_backup_ignores_pauses_and_the_pause_list_stays_bounded() {
     assert_eq!(p.pauses.len(), super::MAX_PAUSES);
     assert!(p.pauses.iter().all(|&(_, ticks)| ticks == 2));
 }
+
+#[test]
+fn test_a_resumed_pairing_claims_the_epoch_after_the_one_its_side_won() {
+    let config = config();
+    let mut p = Node::resume(Role::Primary, 7, 3, config, 0);
+
+    let mut effects = Vec::new();
+    for at in (10..=config.failure_timeout_ms + 10).step_by(10) {
+        effects.extend(p.handle(at, Input::Tick));
+    }
+
+    assert!(
+        effects.contains(&Effect::TestAndSet { epoch: 4 }),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn test_a_heartbeat_of_an_earlier_pairing_is_no_sign_of_life() {
+    let config = config();
+    let mut p = Node::resume(Role::Primary, 7, 3, config, 0);
+    let stale = |at: u64| {
+        Input::Message(Message::Heartbeat {
+            session: 7,
+            from: Role::Backup,
+            epoch: 0,
+            released: 0,
+            received: 0,
+            mtime: at,
+        })
+    };
+
+    // Heartbeats of the pairing before, every 10 ms, keep nothing alive.
+    let mut effects = Vec::new();
+    for at in (10..=config.failure_timeout_ms + 10).step_by(10) {
+        effects.extend(p.handle(at, stale(at)));
+        effects.extend(p.handle(at, Input::Tick));
+    }
+
+    assert!(
+        effects.contains(&Effect::TestAndSet { epoch: 4 }),
+        "{effects:?}"
+    );
+}

@@ -17,7 +17,7 @@
 //! | 1    | `Heartbeat` | from (0 primary, 1 backup), epoch, released, received, mtime     |
 //! | 2    | `Ack`       | received, executed icount, executed mtime                        |
 //! | 3    | `Hello`     | the backup's UDP port (first message of the backup on TCP)       |
-//! | 4    | `Welcome`   | the primary's UDP port, snapshot length (first message of the primary on TCP) |
+//! | 4    | `Welcome`   | the primary's UDP port, snapshot length, epoch (first message of the primary on TCP) |
 //!
 //! The checksum (32-bit FNV-1a over bytes 0..56) catches corruption the
 //! transport's own checksum let through and, above all, random bytes sent
@@ -77,6 +77,10 @@ pub enum Message {
         /// Length of the machine snapshot before the log; 0: none, the log
         /// starts at power-on.
         snapshot: u64,
+        /// The epoch the pairing starts at: 0, or for a new backup joining
+        /// a side that runs alone, the epoch that side won (the session
+        /// stays the same, so an earlier pairing's side cannot win again).
+        epoch: u64,
     },
 }
 
@@ -158,7 +162,8 @@ impl Message {
                 session,
                 udp_port,
                 snapshot,
-            } => (4, session, [u64::from(udp_port), snapshot, 0, 0, 0]),
+                epoch,
+            } => (4, session, [u64::from(udp_port), snapshot, epoch, 0, 0]),
         };
         out[5] = kind;
         out[8..16].copy_from_slice(&session.to_le_bytes());
@@ -237,11 +242,12 @@ impl Message {
                 })
             }
             4 => {
-                unused_zero(2)?;
+                unused_zero(3)?;
                 Ok(Message::Welcome {
                     session,
                     udp_port: port(f[0])?,
                     snapshot: f[1],
+                    epoch: f[2],
                 })
             }
             k => Err(WireError::Kind(k)),
@@ -274,11 +280,13 @@ mod tests {
                 session: 9,
                 udp_port: 7000,
                 snapshot: 0,
+                epoch: 0,
             },
             Message::Welcome {
                 session: 10,
                 udp_port: 7001,
                 snapshot: 123_456_789,
+                epoch: 2,
             },
         ]
     }

@@ -382,6 +382,7 @@ pub fn run(
         session,
         udp_port,
         snapshot,
+        epoch,
     } = welcome
     else {
         anyhow::bail!("the primary at {peer} sent {welcome:?} instead of welcome");
@@ -446,14 +447,16 @@ pub fn run(
         }),
         ..Hooks::default()
     };
+    let arbiter: super::SharedArbiter = Arc::new(std::sync::Mutex::new(arbiter));
     let shared = super::shared(
         Role::Backup,
         session,
+        epoch,
         args,
         udp,
         SocketAddr::new(peer.ip(), udp_port),
         stream.try_clone()?,
-        arbiter,
+        arbiter.clone(),
         hooks,
     );
     start_heartbeats(&shared)?;
@@ -607,8 +610,10 @@ pub fn run(
         }
         (None, None) => anyhow::bail!("stopped running without an end"),
         (None, Some(listener)) => {
-            // The old session's heartbeats stop.
+            // The old pairing's heartbeats stop; new backups join its
+            // session at the epoch this side won.
             shared.close();
+            let lineage = (shared.session(), shared.live_epoch().unwrap_or(epoch));
             let mut live = env.live;
             let result = super::primary::protect(
                 listener,
@@ -618,6 +623,8 @@ pub fn run(
                 console,
                 config_record,
                 control,
+                arbiter,
+                lineage,
             );
             live.shutdown();
             result?

@@ -95,7 +95,9 @@ pub struct Shared {
     peer_udp: SocketAddr,
     /// The logging channel, for acknowledgements (backup) and shutdown.
     tcp: Mutex<Option<TcpStream>>,
-    arbiter: Mutex<Box<dyn ftvm_arbiter::Arbiter>>,
+    /// Shared by the pairings of a session: an etcd claim lives as long as
+    /// its arbiter client does.
+    arbiter: Arc<Mutex<Box<dyn ftvm_arbiter::Arbiter>>>,
     me: String,
     /// Set when the node goes live alone (the epoch won).
     live: AtomicU64,
@@ -310,6 +312,11 @@ impl Shared {
         self.mtime.store(mtime, Ordering::Relaxed);
     }
 
+    /// The pair's session.
+    pub fn session(&self) -> u64 {
+        lock(&self.node).session()
+    }
+
     /// The node's status.
     pub fn status(&self) -> ftvm_protocol::Status {
         lock(&self.node).status()
@@ -392,26 +399,31 @@ fn new_session() -> anyhow::Result<u64> {
     Ok(u64::from_le_bytes(b).max(1))
 }
 
-/// Builds the shared state of one side.
+/// The arbiter a side uses for all its pairings.
+pub type SharedArbiter = Arc<Mutex<Box<dyn ftvm_arbiter::Arbiter>>>;
+
+/// Builds the shared state of one side of a pairing of `session` that starts
+/// at `epoch`.
 #[allow(clippy::too_many_arguments)]
 fn shared(
     role: Role,
     session: u64,
+    epoch: u64,
     args: &FtArgs,
     udp: UdpSocket,
     peer_udp: SocketAddr,
     tcp: TcpStream,
-    arbiter: Box<dyn ftvm_arbiter::Arbiter>,
+    arbiter: SharedArbiter,
     hooks: Hooks,
 ) -> Arc<Shared> {
     let origin = Instant::now();
     Arc::new(Shared {
         origin,
-        node: Mutex::new(Node::new(role, session, args.config(), 0)),
+        node: Mutex::new(Node::resume(role, session, epoch, args.config(), 0)),
         udp,
         peer_udp,
         tcp: Mutex::new(Some(tcp)),
-        arbiter: Mutex::new(arbiter),
+        arbiter,
         me: whoami(role),
         live: AtomicU64::new(0),
         halted: Mutex::new(None),

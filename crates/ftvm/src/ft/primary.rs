@@ -160,6 +160,12 @@ struct Host<'a> {
     control: Option<super::control::Source>,
     /// Whether a new backup is taken (see [`accept_backups`]).
     wanted: Arc<AtomicBool>,
+    /// The arbiter, for every pairing.
+    arbiter: super::SharedArbiter,
+    /// Once this side has run alone: the session and the epoch it won. A
+    /// new backup joins that session at that epoch, so a side of an earlier
+    /// pairing that comes back can only lose the arbiter.
+    lineage: Option<(u64, u64)>,
 }
 
 impl Host<'_> {
@@ -169,7 +175,6 @@ impl Host<'_> {
     fn start_session(
         &mut self,
         joining: Joining,
-        arbiter: Box<dyn ftvm_arbiter::Arbiter>,
         env: &mut LiveEnvironment,
         snapshot: Option<&[u8]>,
     ) -> anyhow::Result<Session> {
@@ -180,12 +185,16 @@ impl Host<'_> {
         } = joining;
         let args = self.args;
         stream.set_nodelay(true)?;
-        let session = super::new_session()?;
+        let (session, epoch) = match self.lineage {
+            Some(lineage) => lineage,
+            None => (super::new_session()?, 0),
+        };
         stream.write_all(
             &Message::Welcome {
                 session,
                 udp_port: self.udp.local_addr()?.port(),
                 snapshot: snapshot.map_or(0, |s| s.len() as u64),
+                epoch,
             }
             .encode(),
         )?;
@@ -247,11 +256,12 @@ impl Host<'_> {
         let shared = super::shared(
             Role::Primary,
             session,
+            epoch,
             args,
             self.udp.try_clone()?,
             SocketAddr::new(peer.ip(), udp_port),
             stream.try_clone()?,
-            arbiter,
+            self.arbiter.clone(),
             hooks,
         );
         start_heartbeats(&shared)?;
@@ -365,15 +375,10 @@ pub fn run(
         backends,
         control: None,
         wanted,
+        arbiter: Arc::new(Mutex::new(arbiter)),
+        lineage: None,
     };
-    let result = serve(
-        &mut host,
-        &mut env,
-        &joins,
-        Some(config),
-        None,
-        Some((first, arbiter)),
-    );
+    let result = serve(&mut host, &mut env, &joins, Some(config), None, Some(first));
     super::lock(&host.console).restore();
     env.shutdown();
     super::finish(result?)
@@ -391,6 +396,8 @@ pub fn protect(
     console: Console,
     config_record: Vec<u8>,
     control: Option<super::control::Source>,
+    arbiter: super::SharedArbiter,
+    lineage: (u64, u64),
 ) -> anyhow::Result<Step> {
     let Some(backends) = env.backends().cloned() else {
         anyhow::bail!("no host backends to run alone with");
@@ -423,6 +430,8 @@ pub fn protect(
         backends,
         control,
         wanted,
+        arbiter,
+        lineage: Some(lineage),
     };
     let result = serve(&mut host, env, &joins, None, Some(machine), None);
     super::lock(&host.console).restore();
@@ -430,25 +439,25 @@ pub fn protect(
 }
 
 /// Pairs with the backups that come on `joins`, one at a time, running the
-/// guest alone between them: from `first` (a backup that said hello, with
-/// the arbiter for its session) if given, else alone with `machine`. The
-/// first session creates the machine from `config` if there is none.
+/// guest alone between them: from `first` (a backup that said hello) if
+/// given, else alone with `machine`. The first session creates the machine
+/// from `config` if there is none.
 fn serve(
     host: &mut Host<'_>,
     env: &mut LiveEnvironment,
     joins: &mpsc::Receiver<Joining>,
     mut config: Option<MachineConfig>,
     mut machine: Option<Machine>,
-    first: Option<(Joining, Box<dyn ftvm_arbiter::Arbiter>)>,
+    first: Option<Joining>,
 ) -> anyhow::Result<Step> {
     let args = host.args;
     let quit = env.quit_flag();
     let max_pause = Duration::from_millis(args.max_lag_ms.max(1));
-    let (mut joining, mut arbiter) = match first {
-        Some((joining, arbiter)) => (joining, Some(arbiter)),
+    let mut joining = match first {
+        Some(joining) => joining,
         None => match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
             Alone::Ended(step) => return Ok(step),
-            Alone::Joined(joining) => (joining, None),
+            Alone::Joined(joining) => joining,
         },
     };
     loop {
@@ -466,33 +475,24 @@ fn serve(
             }
             None => None,
         };
-        let arb = match arbiter.take() {
-            Some(a) => a,
-            None => ftvm_arbiter::open(&args.arbiter)
-                .map_err(|e| anyhow::anyhow!("--arbiter {}: {e}", args.arbiter))?,
-        };
-        let mut session = match host.start_session(
-            joining,
-            arb,
-            env,
-            snapshot.as_ref().map(|(b, _)| b.as_slice()),
-        ) {
-            Ok(s) => s,
-            Err(e) if machine.is_some() => {
-                // The guest runs on alone; another backup may try again.
-                eprintln!("\r\nftvm primary: the new backup could not join: {e}");
-                env.clear_output_sink();
-                host.wanted.store(true, Ordering::SeqCst);
-                match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
-                    Alone::Ended(step) => return Ok(step),
-                    Alone::Joined(next) => {
-                        joining = next;
-                        continue;
+        let mut session =
+            match host.start_session(joining, env, snapshot.as_ref().map(|(b, _)| b.as_slice())) {
+                Ok(s) => s,
+                Err(e) if machine.is_some() => {
+                    // The guest runs on alone; another backup may try again.
+                    eprintln!("\r\nftvm primary: the new backup could not join: {e}");
+                    env.clear_output_sink();
+                    host.wanted.store(true, Ordering::SeqCst);
+                    match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
+                        Alone::Ended(step) => return Ok(step),
+                        Alone::Joined(next) => {
+                            joining = next;
+                            continue;
+                        }
                     }
                 }
-            }
-            Err(e) => return Err(e),
-        };
+                Err(e) => return Err(e),
+            };
         if let (Some((_, started)), Some(m)) = (&snapshot, &machine) {
             let stopped = started.elapsed();
             eprintln!(
@@ -517,8 +517,12 @@ fn serve(
         )? {
             return Ok(step);
         }
-        // Alone: no more log, outputs go straight out; a new backup may come.
+        // Alone: no more log, outputs go straight out; a new backup may come,
+        // into this session at the epoch won.
         env.clear_output_sink();
+        if let Some(epoch) = session.shared.live_epoch() {
+            host.lineage = Some((session.shared.session(), epoch));
+        }
         let none = mpsc::channel().1;
         let joins = if args.non_shared_disk {
             eprintln!(
