@@ -150,7 +150,7 @@ struct Session {
     log: Option<LogWriter<super::pipe::PipeWriter>>,
 }
 
-/// What stays across sessions.
+/// What stays across pairings.
 struct Host<'a> {
     args: &'a FtArgs,
     udp: UdpSocket,
@@ -170,7 +170,7 @@ struct Host<'a> {
 
 impl Host<'_> {
     /// Welcomes `joining` (sending `snapshot` first if the machine runs
-    /// already) and sets up the session: buffers, gate, protocol node,
+    /// already) and sets up the pairing: buffers, gate, protocol node,
     /// heartbeats, the log's sender and the acknowledgements' reader.
     fn start_session(
         &mut self,
@@ -440,7 +440,7 @@ pub fn protect(
 
 /// Pairs with the backups that come on `joins`, one at a time, running the
 /// guest alone between them: from `first` (a backup that said hello) if
-/// given, else alone with `machine`. The first session creates the machine
+/// given, else alone with `machine`. The first pairing creates the machine
 /// from `config` if there is none.
 fn serve(
     host: &mut Host<'_>,
@@ -536,7 +536,7 @@ fn serve(
         match run_alone(machine.as_mut(), env, host, Some(&session), joins, &quit)? {
             Alone::Ended(step) => return Ok(step),
             Alone::Joined(next) => {
-                // The old session's threads stop.
+                // The old pairing's threads stop.
                 session.shared.close();
                 joining = next;
             }
