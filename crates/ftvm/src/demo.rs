@@ -286,35 +286,15 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         print_prefixed("primary", &primary_text[shown..]);
     }
 
-    let mut shown_b = 0usize;
-    let mut first_output: Option<Duration> = None;
-    let watch_end = Instant::now() + Duration::from_secs(args.watch) + Duration::from_secs(30);
-    loop {
-        if crate::demo_net::interrupted() {
-            anyhow::bail!("interrupted");
-        }
-        if let Ok(Some(status)) = backup.child.try_wait() {
-            anyhow::bail!(
-                "the backup exited ({status}):\n{}",
-                read(&dir.join("backup.log"))
-            );
-        }
-        let text = read(&b_console);
-        if text.len() > shown_b {
-            if first_output.is_none() {
-                first_output = Some(killed.elapsed());
-            }
-            print_prefixed("backup ", &text[shown_b..]);
-            shown_b = text.len();
-        }
-        if first_output.is_some_and(|f| killed.elapsed() >= f + Duration::from_secs(args.watch)) {
-            break;
-        }
-        if Instant::now() > watch_end {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (first_output, shown_b) = watch_takeover(
+        &mut backup,
+        &dir.join("backup.log"),
+        &b_console,
+        "backup ",
+        killed,
+        args.watch,
+        0,
+    )?;
     if let Ok(s) = crate::ft::control::query(&dir.join("backup.sock")) {
         println!("ftvm demo: new primary's status:");
         print_prefixed("status", &s);
@@ -467,35 +447,15 @@ fn rejoin(
     live.kill();
     show_live(&mut shown);
 
-    let mut shown_n = 0usize;
-    let mut first_output: Option<Duration> = None;
-    let watch_end = Instant::now() + Duration::from_secs(args.watch) + Duration::from_secs(30);
-    loop {
-        if crate::demo_net::interrupted() {
-            anyhow::bail!("interrupted");
-        }
-        if let Ok(Some(status)) = newer.child.try_wait() {
-            anyhow::bail!(
-                "the new backup exited ({status}):\n{}",
-                read(&dir.join("new-backup.log"))
-            );
-        }
-        let text = read(new_console);
-        if text.len() > shown_n {
-            if first_output.is_none() {
-                first_output = Some(killed.elapsed());
-            }
-            print_prefixed("new    ", &text[shown_n..]);
-            shown_n = text.len();
-        }
-        if first_output.is_some_and(|f| killed.elapsed() >= f + Duration::from_secs(args.watch)) {
-            break;
-        }
-        if Instant::now() > watch_end {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (first_output, _) = watch_takeover(
+        &mut newer,
+        &dir.join("new-backup.log"),
+        new_console,
+        "new    ",
+        killed,
+        args.watch,
+        0,
+    )?;
     Ok(match first_output {
         Some(t) => Second {
             ok: true,
@@ -511,6 +471,48 @@ fn rejoin(
             newer,
         },
     })
+}
+
+/// After the side running the guest was killed at `killed`: shows `console`
+/// (from byte `shown`, each line tagged `tag`) while `proc`, which takes over,
+/// runs, until `watch` seconds after its first output (at most 30 s more
+/// without any). Returns the time from the kill to that first output, and
+/// how much of the console was shown.
+fn watch_takeover(
+    proc: &mut Proc,
+    log: &Path,
+    console: &Path,
+    tag: &str,
+    killed: Instant,
+    watch: u64,
+    mut shown: usize,
+) -> anyhow::Result<(Option<Duration>, usize)> {
+    let mut first_output: Option<Duration> = None;
+    let watch_end = Instant::now() + Duration::from_secs(watch) + Duration::from_secs(30);
+    loop {
+        if crate::demo_net::interrupted() {
+            anyhow::bail!("interrupted");
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            anyhow::bail!("the {} exited ({status}):\n{}", proc.name, read(log));
+        }
+        let text = read(console);
+        if text.len() > shown {
+            if first_output.is_none() {
+                first_output = Some(killed.elapsed());
+            }
+            print_prefixed(tag, &text[shown..]);
+            shown = text.len();
+        }
+        if first_output.is_some_and(|f| killed.elapsed() >= f + Duration::from_secs(watch)) {
+            break;
+        }
+        if Instant::now() > watch_end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok((first_output, shown))
 }
 
 fn print_prefixed(who: &str, text: &str) {
