@@ -799,27 +799,8 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
     let (status, backup_text) = backup.wait(STEP_GUARD);
     let primary_text = primary.kill();
     let elapsed = killed_at.elapsed();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "the new primary's exit\n--- primary:\n{primary_text}\n--- backup:\n{backup_text}"
-    );
-    assert!(
-        backup_text.contains(BACKUP_LIVE),
-        "the backup did not go live\n{backup_text}"
-    );
-
-    let before = wrote(&primary_text);
-    let after = wrote(&backup_text);
-    let mut all: Vec<u64> = before.iter().chain(after.iter()).copied().collect();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=DISK_FILES).collect::<Vec<_>>(),
-        "the `wrote N` lines of both sides together\n--- primary:\n{primary_text}\n\
-         --- backup:\n{backup_text}"
-    );
+    let all = took_over_and_finished(status, &primary_text, &backup_text, DISK_FILES);
+    let (before, after) = (wrote(&primary_text), wrote(&backup_text));
     eprintln!(
         "shared disk: [live at {}] the primary printed wrote {:?}..{:?}, the new primary {:?}..{:?}; \
          guest done {elapsed:?} after the kill",
@@ -831,6 +812,38 @@ fn shared_disk_writes_survive_failover(dir_tag: &str, net_name: &str, ft_flags: 
     );
 
     check_image(&image, &all);
+}
+
+/// The backup went live and ended the disk guest's run with status 0, and the
+/// `wrote N` lines of both sides together are `1..=files`; returns them.
+fn took_over_and_finished(
+    status: Option<ExitStatus>,
+    primary_text: &str,
+    backup_text: &str,
+    files: u64,
+) -> Vec<u64> {
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the exit of the side that went live\n--- primary:\n{primary_text}\n--- backup:\n{backup_text}"
+    );
+    assert!(
+        backup_text.contains(BACKUP_LIVE),
+        "the backup did not go live\n{backup_text}"
+    );
+    let mut all: Vec<u64> = wrote(primary_text)
+        .into_iter()
+        .chain(wrote(backup_text))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=files).collect::<Vec<_>>(),
+        "the `wrote N` lines of both sides together\n--- primary:\n{primary_text}\n\
+         --- backup:\n{backup_text}"
+    );
+    all
 }
 
 /// `e2fsck -fn` finds the file system on `image` clean, and files `f{n}` for
@@ -910,27 +923,7 @@ fn test_shared_disk_writes_survive_a_failover_to_a_backup_that_joined() {
 
     backup.console().wait_for_line("synced", STEP_GUARD);
     let (status, backup_text) = backup.wait(STEP_GUARD);
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "the new backup's exit\n--- primary:\n{primary_text}\n--- new backup:\n{backup_text}"
-    );
-    assert!(
-        backup_text.contains(BACKUP_LIVE),
-        "the new backup did not go live\n{backup_text}"
-    );
-    let mut all: Vec<u64> = wrote(&primary_text)
-        .into_iter()
-        .chain(wrote(&backup_text))
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=REJOIN_FILES).collect::<Vec<_>>(),
-        "the `wrote N` lines of both sides together\n--- primary:\n{primary_text}\n\
-         --- new backup:\n{backup_text}"
-    );
+    let all = took_over_and_finished(status, &primary_text, &backup_text, REJOIN_FILES);
     eprintln!(
         "shared disk, rejoined: the primary wrote up to {:?} (joined at {joined_at}), the new backup {:?}..{:?}",
         wrote(&primary_text).last(),
