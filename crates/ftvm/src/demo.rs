@@ -293,7 +293,6 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         "backup ",
         killed,
         args.watch,
-        0,
     )?;
     if let Ok(s) = crate::ft::control::query(&dir.join("backup.sock")) {
         println!("ftvm demo: new primary's status:");
@@ -454,7 +453,6 @@ fn rejoin(
         "new    ",
         killed,
         args.watch,
-        0,
     )?;
     Ok(match first_output {
         Some(t) => Second {
@@ -474,7 +472,7 @@ fn rejoin(
 }
 
 /// After the side running the guest was killed at `killed`: shows `console`
-/// (from byte `shown`, each line tagged `tag`) while `proc`, which takes over,
+/// (each line tagged `tag`) while `proc`, which takes over,
 /// runs, until `watch` seconds after its first output (at most 30 s more
 /// without any). Returns the time from the kill to that first output, and
 /// how much of the console was shown.
@@ -485,8 +483,8 @@ fn watch_takeover(
     tag: &str,
     killed: Instant,
     watch: u64,
-    mut shown: usize,
 ) -> anyhow::Result<(Option<Duration>, usize)> {
+    let mut shown = 0;
     let mut first_output: Option<Duration> = None;
     let watch_end = Instant::now() + Duration::from_secs(watch) + Duration::from_secs(30);
     loop {

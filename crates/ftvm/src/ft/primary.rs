@@ -475,69 +475,67 @@ fn serve(
             }
             None => None,
         };
-        let mut session =
-            match host.start_session(joining, env, snapshot.as_ref().map(|(b, _)| b.as_slice())) {
-                Ok(s) => s,
-                Err(e) if machine.is_some() => {
-                    // The guest runs on alone; another backup may try again.
-                    eprintln!("\r\nftvm primary: the new backup could not join: {e}");
-                    env.clear_output_sink();
-                    host.wanted.store(true, Ordering::SeqCst);
-                    match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
-                        Alone::Ended(step) => return Ok(step),
-                        Alone::Joined(next) => {
-                            joining = next;
-                            continue;
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-        if let (Some((_, started)), Some(m)) = (&snapshot, &machine) {
-            let stopped = started.elapsed();
-            eprintln!(
-                "\r\nftvm primary: the backup has the snapshot ({} ms with the guest stopped); paired again",
-                stopped.as_millis()
-            );
-            // The guest's clock ran on while it stood still: the next slice's
-            // time jumps, which the new backup replays at once; not lag.
-            session.shared.executed(m.icount(), m.mtime());
-            session.shared.feed(Input::Paused {
-                ticks: guest_ticks(stopped),
-            });
-        }
-        if let Some(step) = run_paired(
-            &mut config,
-            &mut machine,
+        let session = match host.start_session(
+            joining,
             env,
-            &mut session,
-            &quit,
-            max_pause,
-            args.backup_reads,
-        )? {
-            return Ok(step);
-        }
-        // Alone: no more log, outputs go straight out; a new backup may come,
-        // into this session at the epoch won.
-        env.clear_output_sink();
-        if let Some(epoch) = session.shared.live_epoch() {
-            host.lineage = Some((session.shared.session(), epoch));
-        }
-        let none = mpsc::channel().1;
-        let joins = if args.non_shared_disk {
-            eprintln!(
-                "\r\nftvm primary: no new backup can join (--non-shared-disk: its disks would have to be copied)"
-            );
-            &none
-        } else {
-            host.wanted.store(true, Ordering::SeqCst);
-            joins
+            snapshot.as_ref().map(|(b, _)| b.as_slice()),
+        ) {
+            Ok(mut session) => {
+                if let (Some((_, started)), Some(m)) = (&snapshot, &machine) {
+                    let stopped = started.elapsed();
+                    eprintln!(
+                        "\r\nftvm primary: the backup has the snapshot ({} ms with the guest stopped); paired again",
+                        stopped.as_millis()
+                    );
+                    // The guest's clock ran on while it stood still: the next
+                    // slice's time jumps, which the new backup replays at
+                    // once; not lag.
+                    session.shared.executed(m.icount(), m.mtime());
+                    session.shared.feed(Input::Paused {
+                        ticks: guest_ticks(stopped),
+                    });
+                }
+                if let Some(step) = run_paired(
+                    &mut config,
+                    &mut machine,
+                    env,
+                    &mut session,
+                    &quit,
+                    max_pause,
+                    args.backup_reads,
+                )? {
+                    return Ok(step);
+                }
+                // A new backup comes into this session at the epoch won (the
+                // go-live hook has set `wanted`).
+                if let Some(epoch) = session.shared.live_epoch() {
+                    host.lineage = Some((session.shared.session(), epoch));
+                }
+                if args.non_shared_disk {
+                    eprintln!(
+                        "\r\nftvm primary: no new backup can join (--non-shared-disk: its disks would have to be copied)"
+                    );
+                }
+                Some(session)
+            }
+            Err(e) if machine.is_some() => {
+                // The guest runs on alone; another backup may try again (the
+                // acceptor stopped taking them when it passed this one on).
+                eprintln!("\r\nftvm primary: the new backup could not join: {e}");
+                host.wanted.store(true, Ordering::SeqCst);
+                None
+            }
+            Err(e) => return Err(e),
         };
-        match run_alone(machine.as_mut(), env, host, Some(&session), joins, &quit)? {
+        // Alone: no more log, outputs go straight out.
+        env.clear_output_sink();
+        match run_alone(machine.as_mut(), env, host, session.as_ref(), joins, &quit)? {
             Alone::Ended(step) => return Ok(step),
             Alone::Joined(next) => {
                 // The old pairing's threads stop.
-                session.shared.close();
+                if let Some(session) = &session {
+                    session.shared.close();
+                }
                 joining = next;
             }
         }
