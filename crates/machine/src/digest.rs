@@ -67,7 +67,7 @@ impl Digest {
     }
 }
 
-/// A 64-bit hash of bytes: XXH64, the log's hash (`ftvm_replay::hash_bytes`).
+/// A 64-bit hash of bytes: XXH3-64, the log's hash (`ftvm_replay::hash_bytes`).
 /// Not cryptographic; fast and stable. Every input bit reaches every output
 /// bit (an earlier multiply-rotate hash here let a flip of a word's top bit
 /// in one 32-byte block cancel a flip in the next).

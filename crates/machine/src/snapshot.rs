@@ -91,8 +91,9 @@ use ftvm_devices::{
 /// The first eight bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"FTVMSNAP";
 
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes and reads (2: image hashes are
+/// XXH3-64, as the log's since its version 3; 1: XXH64).
+pub const VERSION: u16 = 2;
 
 /// Bytes before the first section: magic, version, length.
 pub const HEADER_LEN: usize = 8 + 2 + 8;
@@ -623,7 +624,7 @@ impl ConfigDescription {
             })
         };
         let image = |hash: Option<u64>| match hash {
-            Some(hash) => format!("the image of XXH64 {hash:#018x}"),
+            Some(hash) => format!("the image of XXH3-64 {hash:#018x}"),
             None => "none".into(),
         };
         if self.memory_size != config.memory_size {

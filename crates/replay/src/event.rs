@@ -6,9 +6,10 @@ use std::fmt;
 
 /// The log format version this build reads and writes.
 ///
-/// Version 2 logs a submitted request as a [`SubmitRecord`] (its small fields and
-/// a hash of its data); version 1 logged the whole request, data included.
-pub const VERSION: u16 = 2;
+/// Version 3 hashes data with XXH3-64 (version 2: XXH64). Version 2 and on log a
+/// submitted request as a [`SubmitRecord`] (its small fields and a hash of its
+/// data); version 1 logged the whole request, data included.
+pub const VERSION: u16 = 3;
 
 /// The opening of every log: the stream header.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -218,17 +218,17 @@ fn entries_of(events: &[(u64, Event)]) -> Vec<Entry> {
 fn test_golden_header() {
     let expected: &[u8] = &[
         b'F', b'T', b'V', b'M', b'L', b'O', b'G', 0x00, // magic "FTVMLOG\0"
-        0x02, 0x00,                                     // version: 2
+        0x03, 0x00,                                     // version: 3
         0x03, 0x00, 0x00, 0x00,                         // config_len: 3
         b'c', b'f', b'g',                               // config: "cfg"
-        0x92, 0x22, 0x86, 0x05,                         // crc32c of magic..config
+        0xDA, 0xF4, 0xB8, 0xF1,                         // crc32c of magic..config
     ];
 
     let written = write_log(b"cfg", &[]);
     let (header, entries) = decode_all(expected).expect("should succeed");
 
     assert_eq!(written, expected);
-    assert_eq!((header, entries), (Header { version: 2, config: b"cfg".to_vec() }, Vec::new()));
+    assert_eq!((header, entries), (Header { version: 3, config: b"cfg".to_vec() }, Vec::new()));
 }
 
 #[rustfmt::skip]
@@ -351,8 +351,8 @@ fn test_golden_submit_block_write() {
         0x01,                                           // op tag: Write
         0x21, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // sector: 0x21
         0x02, 0x00, 0x00, 0x00,                         // data length: 2
-        0xE7, 0xBA, 0x59, 0xC2, 0xDC, 0xED, 0x00, 0xCF, // hash: XXH64(DE AD) = 0xcf00eddcc259bae7
-        0x4C, 0x46, 0x41, 0x61,                         // crc32c of seq..payload
+        0x87, 0x77, 0x59, 0xE5, 0xEE, 0xD4, 0x1E, 0x4B, // hash: XXH3-64(DE AD) = 0x4b1ed4eee5597787
+        0x4E, 0x2D, 0x2A, 0xCA,                         // crc32c of seq..payload
     ]);
 }
 
@@ -404,8 +404,8 @@ fn test_golden_submit_net_tx() {
         0x01,                                           // slot: 1
         0x01,                                           // request tag: NetTx
         0x03, 0x00, 0x00, 0x00,                         // frame length: 3
-        0x7A, 0x1B, 0x23, 0x38, 0xF7, 0xFC, 0x19, 0x6D, // hash: XXH64(AA BB CC) = 0x6d19fcf738231b7a
-        0xDE, 0xC1, 0x09, 0x0A,                         // crc32c of seq..payload
+        0x16, 0x1B, 0xF0, 0xED, 0x02, 0x62, 0x76, 0x3F, // hash: XXH3-64(AA BB CC) = 0x3f766202edf01b16
+        0xC7, 0x1E, 0xA8, 0x32,                         // crc32c of seq..payload
     ]);
 }
 
@@ -1227,8 +1227,9 @@ fn test_empty_stream_is_a_truncated_header() {
 
 #[test]
 fn test_unsupported_version_is_rejected() {
+    // A version-2 log (data hashed with XXH64).
     let mut log = empty_header();
-    log[8] = 3;
+    log[8] = 2;
 
     let err = decode_all(&log).expect_err("should be rejected");
 
@@ -1236,8 +1237,8 @@ fn test_unsupported_version_is_rejected() {
         matches!(
             err,
             LogError::UnsupportedVersion {
-                found: 3,
-                supported: 2
+                found: 2,
+                supported: 3
             }
         ),
         "{err:?}"
@@ -1254,7 +1255,7 @@ fn test_version_1_log_is_refused_with_both_versions_named() {
 
     assert_eq!(
         err.to_string(),
-        "Log format version 1 is not supported by this build (it reads version 2); record the run again"
+        "Log format version 1 is not supported by this build (it reads version 3); record the run again"
     );
 }
 
@@ -1317,31 +1318,67 @@ fn test_error_messages_name_the_frame_and_offset() {
 
 // ---- the submit record and the data hash ------------------------------------------
 
-/// Test vectors of XXH64 with seed 0 (computed with the reference xxHash library):
-/// lengths below one stripe, several stripes with a tail, and 136 stripes.
+/// Test vectors of XXH3-64 with seed 0 (computed with a reference XXH3
+/// implementation): every length class (0, 1-3, 4-8, 9-16, 17-128, 129-240,
+/// over 240 with a partial block, whole blocks and 1 MiB).
 #[test]
 fn test_hash_bytes_test_vectors() {
     let upto100: Vec<u8> = (0..100).collect();
+    let upto200: Vec<u8> = (0..200).collect();
     let all_bytes_17_times: Vec<u8> = (0..17).flat_map(|_| 0..=255u8).collect();
+    let mebibyte: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
 
     assert_eq!(
         [
             hash_bytes(b""),
             hash_bytes(b"a"),
             hash_bytes(&[0xDE, 0xAD]),
+            hash_bytes(b"abcdefg"),
+            hash_bytes(&upto100[..12]),
             hash_bytes(&upto100),
+            hash_bytes(&upto200),
             hash_bytes(&[0xAB; 512]),
+            hash_bytes(&[0xAB; 4096]),
             hash_bytes(&all_bytes_17_times),
+            hash_bytes(&mebibyte),
         ],
         [
-            0xef46_db37_51d8_e999,
-            0xd24e_c4f1_a98c_6e5b,
-            0xcf00_eddc_c259_bae7,
-            0x6ac1_e580_3216_6597,
-            0xce0d_5016_d4e1_e150,
-            0xd79c_4688_35b1_5209,
+            0x2d06_8005_38d3_94c2,
+            0xe6c6_32b6_1e96_4e1f,
+            0x4b1e_d4ee_e559_7787,
+            0x5a40_dc3f_d44c_052f,
+            0x5ace_6a51_1c10_894b,
+            0x004e_4f92_1a64_bd1c,
+            0xf42a_8864_feaf_0703,
+            0xcc0c_1560_47dc_d994,
+            0x98d7_40d6_5814_42e8,
+            0x56f0_5ca6_814a_f06f,
+            0x6e0d_7ac3_6b8c_10ff,
         ]
     );
+}
+
+/// Every length up to a few blocks, and data that is not a repeating
+/// pattern, against the reference implementation of XXH3 (the `xxhash-rust`
+/// crate, a test-only dependency).
+#[test]
+fn test_hash_bytes_is_xxh3_of_every_length() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..4200)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for n in 0..=data.len() {
+        assert_eq!(
+            hash_bytes(&data[..n]),
+            xxhash_rust::xxh3::xxh3_64(&data[..n]),
+            "length {n}"
+        );
+    }
 }
 
 #[test]
@@ -1463,11 +1500,11 @@ fn test_submit_record_describes_the_request() {
     assert_eq!(
         described,
         [
-            "a disk write of 2 bytes at sector 8 (request 3, data hash 0xcf00eddcc259bae7)",
+            "a disk write of 2 bytes at sector 8 (request 3, data hash 0x4b1ed4eee5597787)",
             "a disk read of 1024 bytes at sector 9 (request 4)",
             "a disk flush (request 5)",
             "a disk discard of 8 sectors at sector 16 (request 6)",
-            "a network frame of 3 bytes (hash 0x6d19fcf738231b7a)",
+            "a network frame of 3 bytes (hash 0x3f766202edf01b16)",
             "an entropy request for 64 bytes (request 7)",
         ]
     );
