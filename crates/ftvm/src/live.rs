@@ -106,8 +106,15 @@ impl Backends {
 pub trait OutputSink {
     /// Whether `request` to `slot` must wait for the output rule.
     fn is_output(&self, slot: usize, request: &BackendRequest) -> bool;
-    /// Takes an output; it reaches `backends` when the rule allows.
+    /// Takes an output; it reaches `backends` when the rule allows (once the
+    /// log up to it is sent: see [`OutputSink::submitted`]).
     fn hold(&self, slot: usize, request: BackendRequest);
+    /// The machine has handed over the requests of its devices for now
+    /// (it goes on with the next slice, or waits): the log up to the
+    /// outputs held since the last call may go. One send for a batch: a
+    /// send for each output of a batch (a 1 MiB write is several requests)
+    /// woke the sender thread, which then took the vCPU's core, each time.
+    fn submitted(&self);
     /// Called before the environment blocks waiting for an event.
     fn before_wait(&self);
     /// A disk read of `len` bytes at `sector` went to the backend in `slot`.
@@ -185,6 +192,8 @@ pub struct LiveEnvironment {
     pending: Vec<(usize, BackendCompletion)>,
     backends: Option<std::sync::Arc<Backends>>,
     outputs: Option<std::sync::Arc<dyn OutputSink>>,
+    /// Outputs went to `outputs` since its last [`OutputSink::submitted`].
+    held: bool,
     in_flight: usize,
     /// Time-base ticks added to the host clock (a backup going live
     /// continues the guest time it replayed).
@@ -225,6 +234,7 @@ impl LiveEnvironment {
             pending: Vec::new(),
             backends: Some(backends),
             outputs: None,
+            held: false,
             in_flight: 0,
             tick_offset: 0,
             last_time: 0,
@@ -334,6 +344,15 @@ impl LiveEnvironment {
         }
     }
 
+    /// Tells the output sink the requests held so far are all it gets for now.
+    fn outputs_submitted(&mut self) {
+        if std::mem::take(&mut self.held) {
+            if let Some(sink) = &self.outputs {
+                sink.submitted();
+            }
+        }
+    }
+
     fn poll(&mut self) {
         while let Ok(event) = self.events.try_recv() {
             self.accept(event);
@@ -343,6 +362,8 @@ impl LiveEnvironment {
 
 impl Environment for LiveEnvironment {
     fn now(&mut self, _icount: u64) -> u64 {
+        // A step begins: the previous one's requests are all handed over.
+        self.outputs_submitted();
         self.last_time = self.ticks();
         self.last_time
     }
@@ -361,6 +382,7 @@ impl Environment for LiveEnvironment {
             None if self.wakeable || self.in_flight > 0 => Duration::from_millis(100),
             None => return None,
         };
+        self.outputs_submitted();
         if let Some(sink) = &self.outputs {
             sink.before_wait();
         }
@@ -408,6 +430,7 @@ impl Environment for LiveEnvironment {
             }
             if sink.is_output(slot, &request) {
                 sink.hold(slot, request);
+                self.held = true;
                 return;
             }
         }

@@ -154,7 +154,10 @@ impl OutputGate {
         }
     }
 
-    fn put(&self, output: Output) {
+    /// Holds `output` until the rule lets it go; `flush`: ask for the log up
+    /// to it to be sent now (device requests wait for
+    /// [`OutputSink::submitted`], which asks once for the whole batch).
+    fn put(&self, output: Output, flush: bool) {
         let tag = self.pipe.entries();
         let mut s = lock(&self.state);
         let after_time = match &output {
@@ -206,14 +209,16 @@ impl OutputGate {
             at: held.at,
         });
         drop(s);
-        // Queuing an output forces a prompt flush of the log.
-        self.pipe.flush();
+        if flush {
+            self.pipe.flush();
+        }
     }
 
-    /// Console output of the guest.
+    /// Console output of the guest (once per slice): the log up to it is
+    /// sent promptly.
     pub fn console(&self, bytes: Vec<u8>) {
         if !bytes.is_empty() {
-            self.put(Output::Console(bytes));
+            self.put(Output::Console(bytes), true);
         }
     }
 
@@ -307,11 +312,24 @@ impl OutputSink for OutputGate {
     }
 
     fn hold(&self, slot: usize, request: BackendRequest) {
-        self.put(Output::Request(slot, request));
+        self.put(Output::Request(slot, request), false);
     }
 
-    fn before_wait(&self) {
+    /// Queuing outputs forces a prompt flush of the log: one for the batch.
+    fn submitted(&self) {
         self.pipe.flush();
+    }
+
+    /// The vCPU is about to wait: if outputs are held, the log written
+    /// since they were (a write after a read the backup performs waits for
+    /// the backup to execute past that read) goes now. Otherwise the log
+    /// waits for the sender's period or the next output: a send (and an
+    /// acknowledgement back) each time the guest idles cost the primary's
+    /// core several wake-ups per disk request, for nothing it waited on.
+    fn before_wait(&self) {
+        if !lock(&self.state).held.is_empty() {
+            self.pipe.flush();
+        }
     }
 
     fn read_submitted(&self, slot: usize, id: u64, sector: u64, len: u32) {
@@ -427,6 +445,33 @@ mod tests {
         gate.release(2);
         gate.backup_executed(50);
         gate
+    }
+
+    /// Device requests held in a batch ask for one send of the log, when the
+    /// batch is handed over; console output asks at once.
+    #[test]
+    fn test_held_requests_flush_the_log_once_the_batch_is_submitted() {
+        let (other, _, mut other_log) = gate();
+        let (gate, _, mut log) = gate();
+        log.write(0, &Event::Now { mtime: 0 }).expect("frame");
+        other_log.write(0, &Event::Now { mtime: 0 }).expect("frame");
+
+        gate.hold(0, disk_write(0, 512));
+        gate.hold(0, disk_write(1, 512));
+        let while_holding = gate.pipe.flush_requested();
+        gate.submitted();
+        let after_the_batch = gate.pipe.flush_requested();
+        other.console(b"x".to_vec());
+
+        assert_eq!(
+            (
+                while_holding,
+                after_the_batch,
+                other.pipe.flush_requested(),
+                gate.held().0
+            ),
+            (false, true, true, 2)
+        );
     }
 
     #[test]

@@ -78,8 +78,18 @@ impl LogPipe {
         // within the gap do not wake it again.
         if !s.buf.is_empty() && !s.flush {
             s.flush = true;
+            // Woken with the lock still held, the sender would run (on the
+            // vCPU's core, taking it) only to block on the lock, and need
+            // a second wake-up when it is released.
+            drop(s);
             self.cond.notify_all();
         }
+    }
+
+    /// Whether a flush was asked for and the sender has not taken it yet.
+    #[cfg(test)]
+    pub fn flush_requested(&self) -> bool {
+        lock(&self.state).flush
     }
 
     /// The channel is gone: drop buffered and future data, never block.
@@ -356,8 +366,11 @@ impl Inbound {
         s.queued += len;
         s.entries += frames;
         s.bytes += len as u64;
+        let entries = s.entries;
+        // Not under the lock: the replayer would wake only to wait for it.
+        drop(s);
         self.cond.notify_all();
-        s.entries
+        entries
     }
 
     /// Bytes received.
@@ -416,6 +429,7 @@ impl InboundReader {
             }
             if let Some(chunk) = s.chunks.pop_front() {
                 s.queued -= chunk.end - chunk.at;
+                drop(s);
                 inbound.cond.notify_all();
                 self.current = Some(chunk);
                 return Ok(true);
