@@ -53,6 +53,18 @@ impl Backends {
         })
     }
 
+    /// [`Backends::submit`], but a frame to send is written on the calling
+    /// thread ([`Tap::send_now`]): for a thread that is not the vCPU.
+    pub fn submit_now(&self, slot: usize, request: BackendRequest) -> Option<BackendCompletion> {
+        match (self.0.get(slot), request) {
+            (Some(LiveBackend::Tap(tap)), BackendRequest::NetTx { frame }) => {
+                tap.send_now(frame);
+                None
+            }
+            (_, request) => self.submit(slot, request),
+        }
+    }
+
     /// Hands `request` to the backend in `slot`. A request the backend
     /// cannot take (a backend of another kind, which a correctly built
     /// machine never asks for) is answered at once with a failure, returned.

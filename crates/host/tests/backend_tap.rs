@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use ftvm_host::backends::Tap;
 
-const TAP_NAME: &str = "ftvmtap0";
 const HOST_IP: [u8; 4] = [10, 213, 0, 1];
 const GUEST_IP: [u8; 4] = [10, 213, 0, 2];
 const GUEST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -18,8 +17,8 @@ const GUEST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 struct Netns(String);
 
 impl Netns {
-    fn create() -> Netns {
-        let name = format!("ftvm-test-{}", std::process::id());
+    fn create(tag: &str) -> Netns {
+        let name = format!("ftvm-test{tag}-{}", std::process::id());
         run(&["netns", "add", &name]);
         Netns(name)
     }
@@ -60,15 +59,16 @@ fn is_arp_reply_from_host(frame: &[u8]) -> bool {
         && frame[28..32] == HOST_IP
 }
 
-#[test]
-fn test_tap_sends_arp_request_and_receives_reply() {
+/// Sends an ARP request through a TAP `name` in a new namespace (`send`)
+/// until the kernel's reply comes back; the interface's name and its counters.
+fn arp_round_trip(name: &'static str, send: fn(&Tap, Vec<u8>)) -> (String, u64, u64) {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
         0,
         "this test needs root: it creates a network namespace and a TAP interface"
     );
-    let netns = Netns::create();
+    let netns = Netns::create(name);
     let (tx, rx) = channel::<Vec<u8>>();
     let path = format!("/run/netns/{}", netns.0);
     // Only the opening thread enters the namespace, so the interface is created there.
@@ -77,26 +77,18 @@ fn test_tap_sends_arp_request_and_receives_reply() {
         // SAFETY: setns on this thread only, with a descriptor that stays open for the call.
         let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        Tap::open(TAP_NAME, Box::new(move |frame| drop(tx.send(frame))))
+        Tap::open(name, Box::new(move |frame| drop(tx.send(frame))))
     })
     .join()
     .expect("opening thread")
     .expect("open the TAP interface inside the namespace");
-    run(&[
-        "-n",
-        &netns.0,
-        "addr",
-        "add",
-        "10.213.0.1/24",
-        "dev",
-        TAP_NAME,
-    ]);
-    run(&["-n", &netns.0, "link", "set", TAP_NAME, "up"]);
+    run(&["-n", &netns.0, "addr", "add", "10.213.0.1/24", "dev", name]);
+    run(&["-n", &netns.0, "link", "set", name, "up"]);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut replied = false;
     while !replied && Instant::now() < deadline {
-        tap.send(arp_request());
+        send(&tap, arp_request());
         let until = Instant::now() + Duration::from_millis(500);
         while let Ok(frame) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             if is_arp_reply_from_host(&frame) {
@@ -105,12 +97,35 @@ fn test_tap_sends_arp_request_and_receives_reply() {
             }
         }
     }
-    let name = tap.name().to_owned();
+    let actual = tap.name().to_owned();
+    let stats = tap.stats();
+    let counts = (
+        stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+        stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
     drop(tap);
 
     assert!(
         replied,
-        "no ARP reply for 10.213.0.1 came back through the TAP within 10 s"
+        "no ARP reply for 10.213.0.1 came back through the TAP {name} within 10 s"
     );
-    assert_eq!(name, TAP_NAME);
+    (actual, counts.0, counts.1)
+}
+
+#[test]
+fn test_tap_sends_arp_request_and_receives_reply() {
+    let (name, sent, dropped) = arp_round_trip("ftvmtap0", |tap, frame| tap.send(frame));
+
+    assert_eq!(name, "ftvmtap0");
+    assert!(sent >= 1 && dropped == 0, "sent {sent}, dropped {dropped}");
+}
+
+/// `send_now` writes on the calling thread when nothing is queued: the same
+/// round trip, counted as sent.
+#[test]
+fn test_tap_send_now_sends_arp_request_and_receives_reply() {
+    let (name, sent, dropped) = arp_round_trip("ftvmtap1", |tap, frame| tap.send_now(frame));
+
+    assert_eq!(name, "ftvmtap1");
+    assert!(sent >= 1 && dropped == 0, "sent {sent}, dropped {dropped}");
 }

@@ -142,13 +142,21 @@ impl OutputGate {
         })
     }
 
-    fn perform(&self, output: Output) {
+    /// Lets `output` out. `held`: it waited, and goes out on the thread that
+    /// released it (the acknowledgement reader's), which writes a frame
+    /// itself instead of waking the TAP's writer thread for it; an output
+    /// that never waited goes out on the vCPU's thread the way a single
+    /// run's does.
+    fn perform(&self, output: Output, held: bool) {
         match output {
             Output::Console(bytes) => (lock(&self.console))(&bytes),
+            // A failed submission has no completion to deliver here: the
+            // backends only fail requests of the wrong kind, which the
+            // environment answers itself before they reach the gate.
+            Output::Request(slot, request) if held => {
+                let _ = self.backends.submit_now(slot, request);
+            }
             Output::Request(slot, request) => {
-                // A failed submission has no completion to deliver here: the
-                // backends only fail requests of the wrong kind, which the
-                // environment answers itself before they reach the gate.
                 let _ = self.backends.submit(slot, request);
             }
         }
@@ -186,7 +194,7 @@ impl OutputGate {
         };
         if s.held.is_empty() && s.may_go(&held) {
             s.delays.add(Duration::ZERO);
-            self.perform(held.output);
+            self.perform(held.output, false);
             return;
         }
         let output = held.output;
@@ -251,7 +259,7 @@ impl OutputGate {
         while s.held.front().is_some_and(|h| s.may_go(h)) {
             if let Some(h) = s.held.pop_front() {
                 s.delays.add(h.at.elapsed());
-                self.perform(h.output);
+                self.perform(h.output, true);
             }
         }
         if s.held.is_empty() {
@@ -266,7 +274,7 @@ impl OutputGate {
         s.open = true;
         while let Some(h) = s.held.pop_front() {
             s.delays.add(h.at.elapsed());
-            self.perform(h.output);
+            self.perform(h.output, true);
         }
         s.held_bytes = 0;
         s.reads_in_flight.clear();

@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -55,6 +55,10 @@ pub struct Tap {
     /// Written to wake the reader thread when closing.
     wake: OwnedFd,
     stats: Arc<TapStats>,
+    /// The interface, for [`Tap::send_now`].
+    file: Arc<File>,
+    /// Frames queued for the writer thread and not written yet.
+    queued: Arc<AtomicUsize>,
     reader: Option<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -153,11 +157,14 @@ impl Tap {
         let file = Arc::new(file);
         let stats = Arc::new(TapStats::default());
         let (sender, frames) = sync_channel::<Vec<u8>>(SEND_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
         let mut tap = Tap {
             name: actual.clone(),
             sender: Some(sender),
             wake,
             stats: stats.clone(),
+            file: file.clone(),
+            queued: queued.clone(),
             reader: None,
             writer: None,
         };
@@ -171,6 +178,7 @@ impl Tap {
                 .spawn(move || {
                     for frame in frames {
                         write_frame(&writer_file, &frame, &writer_stats);
+                        queued.fetch_sub(1, Ordering::Release);
                     }
                 })
                 .map_err(thread_error(writer_name))?,
@@ -203,11 +211,30 @@ impl Tap {
     /// dropped if the queue is full.
     pub fn send(&self, frame: Vec<u8>) {
         let Some(sender) = &self.sender else { return };
+        self.queued.fetch_add(1, Ordering::AcqRel);
         match sender.try_send(frame) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Writes one frame on the calling thread (the descriptor is
+    /// non-blocking: a full device queue drops it), unless frames queued by
+    /// [`Tap::send`] are still unwritten, which it then follows through the
+    /// queue. For a thread that is not a vCPU (the FT primary's
+    /// acknowledgement reader lets held frames out): a frame through the
+    /// writer thread costs a wake-up of it, on the core the sender runs on.
+    pub fn send_now(&self, frame: Vec<u8>) {
+        if self.sender.is_none() {
+            return;
+        }
+        if self.queued.load(Ordering::Acquire) == 0 {
+            write_frame(&self.file, &frame, &self.stats);
+        } else {
+            self.send(frame);
         }
     }
 }
