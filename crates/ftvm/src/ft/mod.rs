@@ -45,7 +45,8 @@ pub struct FtArgs {
     /// Least time, in microseconds, from one send of the log to the next
     /// that an output forces: outputs produced within it leave in one send
     /// (fewer wake-ups on both sides), and an output after a quieter spell
-    /// goes at once. 0 sends for every output.
+    /// goes at once. 0 sends for every batch of outputs (the requests the
+    /// devices hand over in one step).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub flush_gap_us: u64,
     /// Largest execution lag of the backup, in milliseconds of guest time,

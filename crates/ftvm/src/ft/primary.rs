@@ -642,6 +642,9 @@ fn run_paired(
         // at once). The guest runs a slice at least once per bound if the
         // backup stays behind.
         if shared.throttled() {
+            // Outputs held in the last step go on meanwhile: their log is
+            // sent now, not at the next step's start.
+            pipe.flush();
             let started = Instant::now();
             while shared.throttled()
                 && shared.live_epoch().is_none()
