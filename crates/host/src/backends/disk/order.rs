@@ -268,8 +268,8 @@ mod tests {
     }
 
     /// Workers blocked in `take` (each push wakes one of them): every request
-    /// pushed reaches a worker, including one that waited behind a running
-    /// request and one pushed while no worker was waiting.
+    /// pushed reaches a worker, two pushed together both, one that waited
+    /// behind a running request once that finishes, and one pushed after.
     #[test]
     fn test_waiting_workers_get_every_request() {
         use std::sync::{mpsc, Arc};
