@@ -328,14 +328,20 @@ impl OutputSink for OutputGate {
         self.pipe.flush();
     }
 
-    /// The vCPU is about to wait: if outputs are held, the log written
-    /// since they were (a write after a read the backup performs waits for
-    /// the backup to execute past that read) goes now. Otherwise the log
-    /// waits for the sender's period or the next output: a send (and an
-    /// acknowledgement back) each time the guest idles cost the primary's
-    /// core several wake-ups per disk request, for nothing it waited on.
+    /// The vCPU is about to wait: if a held write waits for the backup to
+    /// execute past a read it performs itself, the log written since goes
+    /// now (the backup cannot execute what it has not received). Outputs
+    /// that wait for acknowledgements alone had the log up to them sent
+    /// when they were submitted; otherwise the log waits for the sender's
+    /// period or the next output: a send (and an acknowledgement back) each
+    /// time the guest idles cost the primary's core several wake-ups per
+    /// disk request, for nothing an output waited on.
     fn before_wait(&self) {
-        if !lock(&self.state).held.is_empty() {
+        let waits_for_execution = lock(&self.state)
+            .held
+            .iter()
+            .any(|h| h.after_time.is_some());
+        if waits_for_execution {
             self.pipe.flush();
         }
     }
@@ -479,6 +485,28 @@ mod tests {
                 gate.held().0
             ),
             (false, true, true, 2)
+        );
+    }
+
+    /// Waiting with outputs held flushes the log only for a write that
+    /// waits for the backup to execute past a read; outputs waiting for
+    /// acknowledgements alone had theirs sent when they were submitted.
+    #[test]
+    fn test_waiting_flushes_the_log_only_for_a_write_behind_a_backup_read() {
+        let (gate, _, mut log) = gate();
+        log.write(0, &Event::Now { mtime: 0 }).expect("frame");
+        gate.hold(0, disk_write(0, 512));
+        gate.before_wait();
+        let acks_only = gate.pipe.flush_requested();
+
+        let behind = gate_after_a_backup_read();
+        behind.hold(0, disk_write(15, 1024));
+        let before = behind.pipe.flush_requested();
+        behind.before_wait();
+
+        assert_eq!(
+            (acks_only, before, behind.pipe.flush_requested()),
+            (false, false, true)
         );
     }
 
