@@ -69,7 +69,7 @@
 //! [`hash_bytes`] is XXH3-64 (xxHash 3, 64-bit) with seed 0 and the default
 //! 192-byte secret `K` of XXH3 (`b8 fe 6c 39 … bb 4b 40 7e`, in `hash.rs`). For a
 //! byte string `b` of length `n`, all arithmetic modulo 2^64, words read
-//! little-endian at byte offsets (`b64(i)`, `K64(i)`, `K32(i)`), `rotl` a left
+//! little-endian at byte offsets (`b64(i)`, `b32(i)`, `K64(i)`, `K32(i)`), `rotl` a left
 //! rotation, `fold(a, b)` the 128-bit product of `a` and `b` with its halves
 //! xored, and `mix(i, k) = fold(b64(i) ^ K64(k), b64(i+8) ^ K64(k+8))`:
 //!
