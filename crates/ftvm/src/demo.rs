@@ -271,16 +271,12 @@ fn demo(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Ok(s) = crate::ft::control::query(&dir.join("primary.sock")) {
-        println!("ftvm demo: primary status before the failure:");
-        print_prefixed("status", &s);
-    }
-    println!(
-        "ftvm demo: SIGKILL to the primary (pid {})",
-        primary.child.id()
+    let killed = kill_after_status(
+        &mut primary,
+        &dir.join("primary.sock"),
+        "primary status before the failure",
+        "the primary",
     );
-    let killed = Instant::now();
-    primary.kill();
     let primary_text = read(&p_console);
     if primary_text.len() > shown {
         print_prefixed("primary", &primary_text[shown..]);
@@ -434,16 +430,12 @@ fn rejoin(
         show_live(&mut shown);
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Ok(s) = crate::ft::control::query(&dir.join("backup.sock")) {
-        println!("ftvm demo: status of the side running the guest, paired again:");
-        print_prefixed("status", &s);
-    }
-    println!(
-        "ftvm demo: SIGKILL to the new primary (pid {})",
-        live.child.id()
+    let killed = kill_after_status(
+        live,
+        &dir.join("backup.sock"),
+        "status of the side running the guest, paired again",
+        "the new primary",
     );
-    let killed = Instant::now();
-    live.kill();
     show_live(&mut shown);
 
     let (first_output, _) = watch_takeover(
@@ -511,6 +503,19 @@ fn watch_takeover(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok((first_output, shown))
+}
+
+/// Shows the status from the control socket `sock` under `heading`, then
+/// kills `side` (called `who`); when it was killed.
+fn kill_after_status(side: &mut Proc, sock: &Path, heading: &str, who: &str) -> Instant {
+    if let Ok(s) = crate::ft::control::query(sock) {
+        println!("ftvm demo: {heading}:");
+        print_prefixed("status", &s);
+    }
+    println!("ftvm demo: SIGKILL to {who} (pid {})", side.child.id());
+    let killed = Instant::now();
+    side.kill();
+    killed
 }
 
 fn print_prefixed(who: &str, text: &str) {
