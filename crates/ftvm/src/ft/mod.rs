@@ -42,11 +42,13 @@ pub struct FtArgs {
     /// Size of the log buffer on each side, e.g. 8M.
     #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
     pub log_buffer: u64,
-    /// Least time, in microseconds, from one send of the log to the next
-    /// that an output forces: outputs produced within it leave in one send
-    /// (fewer wake-ups on both sides), and an output after a quieter spell
-    /// goes at once. 0 sends for every batch of outputs (the requests the
-    /// devices hand over in one step).
+    /// Longest time, in microseconds, from one send of the log to the next
+    /// that an output forces while the backup has not acknowledged the last
+    /// send: the log up to an output goes at once if every earlier send is
+    /// acknowledged, else when it is or this long after the last send;
+    /// outputs produced meanwhile leave in one send (fewer wake-ups on both
+    /// sides). 0 sends for every batch of outputs (the requests the devices
+    /// hand over in one step).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub flush_gap_us: u64,
     /// Largest execution lag of the backup, in milliseconds of guest time,

@@ -36,6 +36,10 @@ struct PipeState {
     closed: bool,
     /// When the sender last took data.
     taken_at: Option<Instant>,
+    /// Frames written when the sender last took data.
+    taken_entries: u64,
+    /// Frames the backup has acknowledged receiving.
+    acked: u64,
 }
 
 /// The primary's outbound log buffer.
@@ -48,10 +52,12 @@ pub struct LogPipe {
 
 impl LogPipe {
     /// A buffer holding at most `capacity` bytes not yet sent. A flush
-    /// request comes at most `flush_gap` after the previous send: outputs
-    /// produced within it leave in one send (one wake-up of each thread on
-    /// the way to the backup and back), while an output after a quiet spell
-    /// goes at once.
+    /// request is sent at once if the backup has acknowledged every frame
+    /// sent before; otherwise when it has, or `flush_gap` after the previous
+    /// send, whichever comes first. Outputs produced while a send is on its
+    /// way leave together in the next (one wake-up of each thread on the way
+    /// to the backup and back), and an output waits at most for one round
+    /// trip before its log is sent.
     pub fn new(capacity: usize, flush_gap: Duration) -> Arc<LogPipe> {
         Arc::new(LogPipe {
             state: Mutex::new(PipeState::default()),
@@ -82,6 +88,21 @@ impl LogPipe {
             // vCPU's core, taking it) only to block on the lock, and need
             // a second wake-up when it is released.
             drop(s);
+            self.cond.notify_all();
+        }
+    }
+
+    /// The backup has acknowledged receiving `upto` frames: a flush request
+    /// waiting for that goes now.
+    pub fn acknowledged(&self, upto: u64) {
+        let mut s = lock(&self.state);
+        if upto <= s.acked {
+            return;
+        }
+        s.acked = upto;
+        let wake = s.flush && s.acked >= s.taken_entries;
+        drop(s);
+        if wake {
             self.cond.notify_all();
         }
     }
@@ -120,14 +141,18 @@ impl LogPipe {
             let mut wait = max_wait;
             if !s.buf.is_empty() {
                 let urgent = s.closed || s.buf.len() >= self.capacity / 4;
-                // A flush request waits out the gap since the last send.
+                // A flush request waits while the last send is not
+                // acknowledged, at most for the gap after it.
                 let early = match s.taken_at {
-                    Some(at) if s.flush && !urgent => self.flush_gap.saturating_sub(at.elapsed()),
+                    Some(at) if s.flush && !urgent && s.acked < s.taken_entries => {
+                        self.flush_gap.saturating_sub(at.elapsed())
+                    }
                     _ => Duration::ZERO,
                 };
                 if urgent || (s.flush && early.is_zero()) {
                     s.flush = false;
                     s.taken_at = Some(Instant::now());
+                    s.taken_entries = s.entries;
                     let spare = std::mem::take(&mut s.spare);
                     let out = std::mem::replace(&mut s.buf, spare);
                     self.cond.notify_all();
@@ -751,14 +776,16 @@ mod tests {
         let gap = Duration::from_millis(200);
         let pipe = LogPipe::new(1 << 20, gap);
         let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
-        pipe.flush();
-        let first = pipe.take(Duration::from_secs(60)).expect("header");
-        let sent_at = Instant::now();
         frame_into(&mut log, 1, 10);
         pipe.flush();
+        let first = pipe.take(Duration::from_secs(60)).expect("first frame");
+        let sent_at = Instant::now();
         frame_into(&mut log, 2, 10);
         pipe.flush();
+        frame_into(&mut log, 3, 10);
+        pipe.flush();
 
+        // The first frame is not acknowledged.
         let second = pipe.take(Duration::from_secs(60)).expect("frames");
 
         assert!(
@@ -769,11 +796,48 @@ mod tests {
         assert_eq!((first.len() + second.len()) as u64, pipe.bytes());
     }
 
-    /// A pipe whose flush gap is an hour, with its header already sent, so the
-    /// next flush request would wait out the gap.
+    #[test]
+    fn test_flush_goes_at_once_when_every_frame_sent_is_acknowledged() {
+        let (pipe, mut log) = pipe_in_a_long_gap();
+        pipe.acknowledged(1);
+        frame_into(&mut log, 1, 20);
+        pipe.flush();
+
+        let len = next_take(&pipe);
+
+        assert_eq!(len, Some(20 + 4 + FRAME_OVERHEAD));
+    }
+
+    #[test]
+    fn test_flush_waiting_for_an_acknowledgement_goes_when_it_comes() {
+        let (pipe, mut log) = pipe_in_a_long_gap();
+        frame_into(&mut log, 1, 20);
+        pipe.flush();
+        let taker = pipe.clone();
+        let (done, taken) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(taker.take(Duration::from_secs(3600)).map(|c| c.len()));
+        });
+        assert!(
+            taken.recv_timeout(Duration::from_millis(100)).is_err(),
+            "sent before the last send was acknowledged"
+        );
+
+        pipe.acknowledged(1);
+
+        let len = taken
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the acknowledgement did not release the flush");
+        assert_eq!(len, Some(20 + 4 + FRAME_OVERHEAD));
+    }
+
+    /// A pipe whose flush gap is an hour, with its header and a frame
+    /// already sent and not acknowledged, so the next flush request would
+    /// wait out the gap.
     fn pipe_in_a_long_gap() -> (Arc<LogPipe>, LogWriter<PipeWriter>) {
         let pipe = LogPipe::new(1 << 20, Duration::from_secs(3600));
-        let log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        let mut log = LogWriter::new(pipe.writer(), &Header::new(Vec::new())).expect("header");
+        frame_into(&mut log, 0, 1);
         pipe.flush();
         pipe.take(Duration::from_secs(60)).expect("header");
         (pipe, log)

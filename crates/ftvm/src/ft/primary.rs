@@ -225,7 +225,11 @@ impl Host<'_> {
             }),
             release: Some({
                 let gate = gate.clone();
-                Box::new(move |upto| gate.release(upto))
+                let pipe = pipe.clone();
+                Box::new(move |upto| {
+                    pipe.acknowledged(upto);
+                    gate.release(upto);
+                })
             }),
             go_live: Some({
                 let gate = gate.clone();
