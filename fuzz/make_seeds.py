@@ -206,7 +206,7 @@ def fnv1a(b):
 
 
 def msg(kind, session, fields):
-    b = b"FTVP" + bytes([1, kind, 0, 0]) + struct.pack("<Q", session)
+    b = b"FTVP" + bytes([2, kind, 0, 0]) + struct.pack("<Q", session)
     b += b"".join(struct.pack("<Q", f) for f in fields)
     return b + struct.pack("<I", fnv1a(b)) + b"\0" * 4
 
@@ -218,4 +218,9 @@ write("protocol_message", "ack", msg(2, S, [9, 12345, 678, 0, 0]))
 write("protocol_message", "ack-beyond", msg(2, S, [2**64 - 1] * 3 + [0, 0]))
 write("protocol_message", "hello", msg(3, 0, [40000, 0, 0, 0, 0]))
 write("protocol_message", "welcome", msg(4, S, [7000, 0, 0, 0, 0]))
+write("protocol_message", "welcome-disks", msg(4, S, [7000, 1 << 26, 3, 1, 0]))
+write("protocol_message", "disk-image", msg(5, 0, [0, 64 << 20, 0, 0, 0]))
+write("protocol_message", "disk-data", msg(6, 0, [0, 4096, 1 << 20, 0x0123456789ABCDEF, 0]))
+write("protocol_message", "disk-zero", msg(7, 0, [1, 0, 2**64 - 1, 0, 0]))
+write("protocol_message", "disk-end", msg(8, 0, [1, 12345, 0, 0, 0]))
 write("protocol_message", "short", msg(2, 1, [1, 2, 3, 0, 0])[:40])

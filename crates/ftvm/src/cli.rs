@@ -420,6 +420,35 @@ impl VmArgs {
         Ok((configs, backends))
     }
 
+    /// The writable disk images, by slot, a new backup with its own disks
+    /// gets a copy of (`--non-shared-disk`); read-only disks never change
+    /// and are not copied. An error names a disk that cannot be copied (an
+    /// NBD export).
+    pub fn copyable_disks(&self) -> Result<Vec<crate::ft::diskcopy::Image>, String> {
+        let mut images = Vec::new();
+        for (slot, device) in self.order.iter().enumerate() {
+            let DeviceRef::Disk(i) = *device else {
+                continue;
+            };
+            let spec = &self.disk[i];
+            if spec.read_only {
+                continue;
+            }
+            match &spec.source {
+                DiskSource::File(path) => images.push(crate::ft::diskcopy::Image {
+                    slot,
+                    path: path.clone(),
+                }),
+                DiskSource::Nbd(url) => {
+                    return Err(format!(
+                        "the disk {url} is an NBD export, which cannot be copied to a new backup"
+                    ))
+                }
+            }
+        }
+        Ok(images)
+    }
+
     /// Builds the machine configuration, filling in the fetched default guest
     /// for whatever was not given.
     pub fn config(&self) -> anyhow::Result<(MachineConfig, crate::record::ImagePaths)> {
@@ -596,6 +625,7 @@ struct Prepared {
     console: Console,
     backends: std::sync::Arc<crate::live::Backends>,
     macs: Vec<(usize, [u8; 6])>,
+    disks: Result<Vec<crate::ft::diskcopy::Image>, String>,
 }
 
 fn prepare(vm: &VmArgs, serial: &SerialTarget) -> anyhow::Result<Prepared> {
@@ -622,6 +652,7 @@ fn prepare(vm: &VmArgs, serial: &SerialTarget) -> anyhow::Result<Prepared> {
         console,
         backends,
         macs,
+        disks: vm.copyable_disks(),
     })
 }
 
@@ -636,6 +667,7 @@ fn primary(args: PrimaryArgs) -> anyhow::Result<ExitCode> {
             env: p.env,
             console: p.console,
             backends: p.backends,
+            disks: p.disks,
         },
     )
 }
@@ -652,6 +684,7 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             env: p.env,
             console: p.console,
             macs: p.macs,
+            disks: p.disks,
         },
     )
 }

@@ -327,6 +327,25 @@ impl LiveEnvironment {
         }
     }
 
+    /// Waits (at most `timeout`) until every request handed to the backends
+    /// has completed on the host; the completions are kept for the guest
+    /// and reach it at its next step. `false` if some did not complete in
+    /// time. (A side copying its disks to a new backup lets the requests
+    /// in flight finish first, so the copy holds what they wrote.)
+    pub fn drain_in_flight(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.in_flight > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match self.events.recv_timeout(left) {
+                Ok(event) => self.accept(event),
+                Err(_) => return self.in_flight == 0,
+            }
+        }
+        true
+    }
+
     /// Stops the backends, letting them finish what is in flight (once no
     /// one else holds them).
     pub fn shutdown(&mut self) {

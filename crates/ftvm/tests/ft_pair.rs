@@ -78,11 +78,22 @@ struct Pair {
 
 impl Pair {
     fn start(net: &FtNetwork, arbiter: &str, vm: &[OsString]) -> Pair {
+        Pair::start_each(net, arbiter, vm, vm)
+    }
+
+    /// A primary given `primary_vm` and a backup given `backup_vm` (disks of
+    /// their own).
+    fn start_each(
+        net: &FtNetwork,
+        arbiter: &str,
+        primary_vm: &[OsString],
+        backup_vm: &[OsString],
+    ) -> Pair {
         let mut p = side_args("primary", arbiter);
-        p.extend_from_slice(vm);
+        p.extend_from_slice(primary_vm);
         let primary = Vm::spawn(Some(net.name(Ns::HostA)), &p);
         let mut b = side_args("backup", arbiter);
-        b.extend_from_slice(vm);
+        b.extend_from_slice(backup_vm);
         let backup = Vm::spawn(Some(net.name(Ns::HostB)), &b);
         Pair { primary, backup }
     }
@@ -713,8 +724,8 @@ fn test_pair_paused_together_stays_paired() {
 }
 
 /// The flags of a side whose default guest runs `cmd` with a fresh sparse
-/// image of `size` bytes at `image` as its disk (both sides get the same
-/// image: the shared disk), and `ft_flags`.
+/// image of `size` bytes at `image` as its disk (given to both sides: the
+/// shared disk), and `ft_flags`.
 fn shared_disk_vm(image: &Path, size: u64, cmd: &str, ft_flags: &[&str]) -> Vec<OsString> {
     common::sparse_image(image, size);
     let images = common::guest_images();
@@ -884,13 +895,45 @@ const REJOIN_FILES: u64 = 150;
 /// written is on the image, which `e2fsck` finds clean.
 #[test]
 fn test_shared_disk_writes_survive_a_failover_to_a_backup_that_joined() {
-    require_root();
     let dir = TempDir::new("ftpair-jd");
-    let net = FtNetwork::new("ftp11");
     let image = dir.path().join("shared.img");
-    let vm = shared_disk_vm(&image, 64 << 20, &disk_guest_cmd_of(REJOIN_FILES), &[]);
+    disk_writes_survive_a_failover_to_a_backup_that_joined(&dir, "ftp11", [&image; 3], &[]);
+}
+
+/// The same with disks of their own (`--non-shared-disk`): each side has its
+/// image, the new backup an empty one, into which the primary copies its
+/// disk when the backup joins (the guest stopped meanwhile); the new
+/// backup's image ends with every file and clean.
+#[test]
+fn test_own_disk_writes_survive_a_failover_to_a_backup_that_joined() {
+    let dir = TempDir::new("ftpair-jo");
+    let images = ["a.img", "b.img", "c.img"].map(|n| dir.path().join(n));
+    disk_writes_survive_a_failover_to_a_backup_that_joined(
+        &dir,
+        "ftp12",
+        [&images[0], &images[1], &images[2]],
+        &["--non-shared-disk"],
+    );
+}
+
+/// The disk guest runs on a pair whose primary, backup and later new backup
+/// have the disk images `images` (the same one thrice: a shared disk); the
+/// backup dies after the 3rd file, a new backup joins, the primary dies two
+/// files later, the new backup goes live and the guest finishes. Every file
+/// the guest reported written is on the new backup's image, which `e2fsck`
+/// finds clean.
+fn disk_writes_survive_a_failover_to_a_backup_that_joined(
+    dir: &TempDir,
+    net_name: &str,
+    images: [&PathBuf; 3],
+    ft_flags: &[&str],
+) {
+    require_root();
+    let net = FtNetwork::new(net_name);
+    let cmd = disk_guest_cmd_of(REJOIN_FILES);
+    let vms = images.map(|image| shared_disk_vm(image, 64 << 20, &cmd, ft_flags));
     let arbiter = file_arbiter(dir.path());
-    let mut pair = Pair::start(&net, &arbiter, &vm);
+    let mut pair = Pair::start_each(&net, &arbiter, &vms[0], &vms[1]);
 
     pair.primary.console().wait_for_line("wrote 3", STEP_GUARD);
     pair.backup.child().stop();
@@ -898,7 +941,7 @@ fn test_shared_disk_writes_survive_a_failover_to_a_backup_that_joined() {
         .console()
         .wait_for_line(PRIMARY_ALONE, STEP_GUARD);
     let mut b = side_args("backup", &arbiter);
-    b.extend_from_slice(&vm);
+    b.extend_from_slice(&vms[2]);
     drop(std::mem::replace(
         &mut pair.backup,
         Vm::spawn(Some(net.name(Ns::HostB)), &b),
@@ -925,12 +968,13 @@ fn test_shared_disk_writes_survive_a_failover_to_a_backup_that_joined() {
     let (status, backup_text) = backup.wait(STEP_GUARD);
     let all = took_over_and_finished(status, &primary_text, &backup_text, REJOIN_FILES);
     eprintln!(
-        "shared disk, rejoined: the primary wrote up to {:?} (joined at {joined_at}), the new backup {:?}..{:?}",
+        "disk {ft_flags:?}, rejoined: the primary wrote up to {:?} (joined at {joined_at}), the new backup {:?}..{:?}; {}",
         wrote(&primary_text).last(),
         wrote(&backup_text).first(),
-        wrote(&backup_text).last()
+        wrote(&backup_text).last(),
+        find_line(&primary_text, "ftvm primary: copied").unwrap_or_default()
     );
-    check_image(&image, &all);
+    check_image(images[2], &all);
 }
 
 /// Rounds of read-then-overwrite in [`rewrite_guest_cmd`].

@@ -7,7 +7,7 @@
 //! ```text
 //! +-------+---------+------+-----+---------+---------------------+--------+
 //! | magic | version | kind | pad | session | five u64 fields     | fnv1a  |
-//! | FTVP  | u8 = 1  | u8   | 2   | u64     | kind-specific, 40 B | u32    |
+//! | FTVP  | u8 = 2  | u8   | 2   | u64     | kind-specific, 40 B | u32    |
 //! +-------+---------+------+-----+---------+---------------------+--------+
 //!   0       4         5      6     8         16                    56  60..64 zero
 //! ```
@@ -17,7 +17,16 @@
 //! | 1    | `Heartbeat` | from (0 primary, 1 backup), epoch, released, received, mtime     |
 //! | 2    | `Ack`       | received, executed icount, executed mtime                        |
 //! | 3    | `Hello`     | the backup's UDP port (first message of the backup on TCP)       |
-//! | 4    | `Welcome`   | the primary's UDP port, snapshot length, epoch (first message of the primary on TCP) |
+//! | 4    | `Welcome`   | the primary's UDP port, snapshot length, epoch, disks copied (first message of the primary on TCP) |
+//! | 5    | `DiskImage` | slot, size in bytes (a disk's content follows)                   |
+//! | 6    | `DiskData`  | slot, offset, length, XXH3-64 of the bytes (which follow it)     |
+//! | 7    | `DiskZero`  | slot, offset, length (the range reads as zeros)                  |
+//! | 8    | `DiskEnd`   | disks copied, data bytes sent                                    |
+//!
+//! The disk messages come after a `Welcome` whose disk count is not zero
+//! (a new backup with its own disks joining a running guest), after the
+//! snapshot: each disk is a `DiskImage`, then `DiskData` and `DiskZero`
+//! covering it in order; `DiskEnd` closes the copy.
 //!
 //! The checksum (32-bit FNV-1a over bytes 0..56) catches corruption the
 //! transport's own checksum let through and, above all, random bytes sent
@@ -28,7 +37,7 @@ use crate::Role;
 /// Size of every message.
 pub const MESSAGE_LEN: usize = 64;
 const MAGIC: &[u8; 4] = b"FTVP";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A message between the two sides, besides the log itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +90,48 @@ pub enum Message {
         /// a side that runs alone, the epoch that side won (the session
         /// stays the same, so an earlier pairing's side cannot win again).
         epoch: u64,
+        /// Disks whose content follows the snapshot (`--non-shared-disk`: a
+        /// new backup gets a copy of the running side's disks); 0: none.
+        disks: u64,
+    },
+    /// The content of the disk in `slot` follows, `size` bytes in all.
+    DiskImage {
+        /// The disk's virtio slot.
+        slot: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// `len` bytes of the disk in `slot` at `offset`; the bytes follow.
+    DiskData {
+        /// The disk's virtio slot.
+        slot: u64,
+        /// First byte.
+        offset: u64,
+        /// Number of bytes (at most [`DISK_CHUNK`]).
+        len: u64,
+        /// XXH3-64 of the bytes.
+        hash: u64,
+    },
+    /// `len` bytes of the disk in `slot` at `offset` read as zeros.
+    DiskZero {
+        /// The disk's virtio slot.
+        slot: u64,
+        /// First byte.
+        offset: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+    /// The end of a disk copy.
+    DiskEnd {
+        /// Disks copied.
+        disks: u64,
+        /// Bytes sent in [`Message::DiskData`] in all.
+        bytes: u64,
     },
 }
+
+/// The most bytes one [`Message::DiskData`] carries.
+pub const DISK_CHUNK: u64 = 1 << 20;
 
 /// Why bytes are not a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +212,17 @@ impl Message {
                 udp_port,
                 snapshot,
                 epoch,
-            } => (4, session, [u64::from(udp_port), snapshot, epoch, 0, 0]),
+                disks,
+            } => (4, session, [u64::from(udp_port), snapshot, epoch, disks, 0]),
+            Message::DiskImage { slot, size } => (5, 0, [slot, size, 0, 0, 0]),
+            Message::DiskData {
+                slot,
+                offset,
+                len,
+                hash,
+            } => (6, 0, [slot, offset, len, hash, 0]),
+            Message::DiskZero { slot, offset, len } => (7, 0, [slot, offset, len, 0, 0]),
+            Message::DiskEnd { disks, bytes } => (8, 0, [disks, bytes, 0, 0, 0]),
         };
         out[5] = kind;
         out[8..16].copy_from_slice(&session.to_le_bytes());
@@ -242,12 +301,50 @@ impl Message {
                 })
             }
             4 => {
-                unused_zero(3)?;
+                unused_zero(4)?;
                 Ok(Message::Welcome {
                     session,
                     udp_port: port(f[0])?,
                     snapshot: f[1],
                     epoch: f[2],
+                    disks: f[3],
+                })
+            }
+            5..=8 if session != 0 => Err(WireError::Malformed("a disk message carries a session")),
+            5 => {
+                unused_zero(2)?;
+                Ok(Message::DiskImage {
+                    slot: f[0],
+                    size: f[1],
+                })
+            }
+            6 => {
+                unused_zero(4)?;
+                if f[2] == 0 || f[2] > DISK_CHUNK {
+                    return Err(WireError::Malformed(
+                        "disk data length is zero or above DISK_CHUNK",
+                    ));
+                }
+                Ok(Message::DiskData {
+                    slot: f[0],
+                    offset: f[1],
+                    len: f[2],
+                    hash: f[3],
+                })
+            }
+            7 => {
+                unused_zero(3)?;
+                Ok(Message::DiskZero {
+                    slot: f[0],
+                    offset: f[1],
+                    len: f[2],
+                })
+            }
+            8 => {
+                unused_zero(2)?;
+                Ok(Message::DiskEnd {
+                    disks: f[0],
+                    bytes: f[1],
                 })
             }
             k => Err(WireError::Kind(k)),
@@ -281,12 +378,33 @@ mod tests {
                 udp_port: 7000,
                 snapshot: 0,
                 epoch: 0,
+                disks: 0,
             },
             Message::Welcome {
                 session: 10,
                 udp_port: 7001,
                 snapshot: 123_456_789,
                 epoch: 2,
+                disks: 1,
+            },
+            Message::DiskImage {
+                slot: 0,
+                size: 64 << 20,
+            },
+            Message::DiskData {
+                slot: 1,
+                offset: 4096,
+                len: DISK_CHUNK,
+                hash: 0xdead_beef_0123_4567,
+            },
+            Message::DiskZero {
+                slot: 1,
+                offset: 1 << 30,
+                len: 5 << 30,
+            },
+            Message::DiskEnd {
+                disks: 2,
+                bytes: 12_345,
             },
         ]
     }
@@ -310,7 +428,7 @@ mod tests {
 
         assert_eq!(
             &bytes[..16],
-            b"FTVP\x01\x02\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+            b"FTVP\x02\x02\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
         );
         assert_eq!(bytes[16], 2);
         assert_eq!(bytes[24], 3);
@@ -330,6 +448,48 @@ mod tests {
         }
     }
 
+    /// `m` with field `i` (0..5) set to `v`, checksum fixed.
+    fn with_field(m: Message, i: usize, v: u64) -> [u8; MESSAGE_LEN] {
+        let mut b = m.encode();
+        b[16 + 8 * i..24 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        let sum = fnv1a(&b[..56]);
+        b[56..60].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn test_disk_data_of_no_bytes_or_above_the_chunk_is_refused() {
+        let m = Message::DiskData {
+            slot: 0,
+            offset: 0,
+            len: 1,
+            hash: 0,
+        };
+        for len in [0, DISK_CHUNK + 1, u64::MAX] {
+            assert!(
+                matches!(
+                    Message::decode(&with_field(m, 2, len)),
+                    Err(WireError::Malformed(_))
+                ),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_disk_message_with_a_session_or_a_stray_field_is_refused() {
+        let m = Message::DiskEnd { disks: 1, bytes: 2 };
+        assert!(matches!(
+            Message::decode(&with_field(m, 4, 1)),
+            Err(WireError::Malformed(_))
+        ));
+        let mut b = m.encode();
+        b[8] = 1;
+        let sum = fnv1a(&b[..56]);
+        b[56..60].copy_from_slice(&sum.to_le_bytes());
+        assert!(matches!(Message::decode(&b), Err(WireError::Malformed(_))));
+    }
+
     #[test]
     fn test_wrong_length_magic_version_and_kind_are_named() {
         let good = samples()[0].encode();
@@ -338,8 +498,8 @@ mod tests {
         bad[0] = b'X';
         assert!(matches!(Message::decode(&bad), Err(WireError::Magic(_))));
         let mut bad = good;
-        bad[4] = 2;
-        assert_eq!(Message::decode(&bad), Err(WireError::Version(2)));
+        bad[4] = 1;
+        assert_eq!(Message::decode(&bad), Err(WireError::Version(1)));
         let mut bad = good;
         bad[5] = 9;
         let sum = fnv1a(&bad[..56]);

@@ -40,6 +40,10 @@ pub struct BackupSetup {
     pub console: Console,
     /// MAC addresses of the network cards, by virtio slot.
     pub macs: Vec<(usize, [u8; 6])>,
+    /// This side's writable disk images (with `--non-shared-disk`, a copy
+    /// of the running primary's is written into them when joining it), or
+    /// why they cannot be written that way.
+    pub disks: Result<Vec<super::diskcopy::Image>, String>,
 }
 
 /// An output the primary may not have sent, with its tag.
@@ -383,6 +387,7 @@ pub fn run(
         udp_port,
         snapshot,
         epoch,
+        disks: disks_copied,
     } = welcome
     else {
         anyhow::bail!("the primary at {peer} sent {welcome:?} instead of welcome");
@@ -395,14 +400,15 @@ pub fn run(
         env,
         mut console,
         macs,
+        disks,
     } = setup;
     // A primary running alone sends a snapshot of its running machine first.
     let snapshot = if snapshot == 0 {
         None
     } else {
-        if args.non_shared_disk {
+        if args.non_shared_disk && disks_copied == 0 {
             anyhow::bail!(
-                "the primary runs already: a backup with --non-shared-disk cannot join it (its disks would have to be copied)"
+                "the primary runs already and copies no disks: this side has disks of its own (--non-shared-disk), the primary shares them"
             );
         }
         // RAM, at most, and room for the devices and the hart.
@@ -431,6 +437,24 @@ pub fn run(
         );
         Some(bytes)
     };
+    if disks_copied != 0 {
+        if !args.non_shared_disk {
+            anyhow::bail!(
+                "the primary copies its disks to this side (it has --non-shared-disk), but this side shares them"
+            );
+        }
+        let images = disks.as_ref().map_err(|why| anyhow::anyhow!("{why}"))?;
+        let started = std::time::Instant::now();
+        // Unbuffered: the log follows the copy on the same stream.
+        let copied = super::diskcopy::receive(&mut stream, images, disks_copied)
+            .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?;
+        eprintln!(
+            "ftvm backup: received a copy of {disks_copied} disk(s): {} MiB of data, {} MiB of zeros, in {} ms",
+            copied.data >> 20,
+            copied.zeros >> 20,
+            started.elapsed().as_millis()
+        );
+    }
     stream.set_read_timeout(None)?;
     let inbound = Inbound::new(args.log_buffer as usize);
     let hooks = Hooks {
@@ -625,6 +649,7 @@ pub fn run(
                 control,
                 arbiter,
                 lineage,
+                disks,
             );
             live.shutdown();
             result?

@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod control;
+pub mod diskcopy;
 pub mod gate;
 pub mod pipe;
 pub mod primary;

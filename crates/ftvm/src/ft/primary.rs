@@ -11,6 +11,7 @@
 //! the running machine, then the log from there ([`serve`]). A backup gone
 //! live with `--listen` runs the same way ([`protect`]).
 
+use super::diskcopy::{self, Image};
 use super::gate::OutputGate;
 use super::pipe::LogPipe;
 use super::{read_message, start_heartbeats, FtArgs, Hooks, Shared};
@@ -38,11 +39,18 @@ pub struct PrimarySetup {
     pub console: Console,
     /// The backends (shared with the gate).
     pub backends: Arc<Backends>,
+    /// The disk images a new backup with its own disks gets a copy of, or
+    /// why they cannot be copied.
+    pub disks: Result<Vec<Image>, String>,
 }
 
 /// How long sending a snapshot may make no progress before the new backup
 /// is given up.
 const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
+
+/// How long the disk requests in flight may take to finish before a disk
+/// copy to a new backup is given up.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Sends `bytes` to a joining backup. The guest stands still meanwhile, so
 /// a backup that takes nothing for [`SNAPSHOT_STALL`] is given up (the
@@ -166,6 +174,21 @@ struct Host<'a> {
     /// new backup joins that session at that epoch, so a side of an earlier
     /// pairing that comes back can only lose the arbiter.
     lineage: Option<(u64, u64)>,
+    /// The disks a new backup gets a copy of (with `--non-shared-disk`).
+    disks: Result<Vec<Image>, String>,
+}
+
+/// Whether a new backup can join a side that runs alone: with shared disks
+/// always; with disks of its own, if this side's disks can be copied
+/// (otherwise it says why not).
+fn can_take_backups(args: &FtArgs, disks: &Result<Vec<Image>, String>, who: &str) -> bool {
+    match disks {
+        Err(why) if args.non_shared_disk => {
+            eprintln!("\r\nftvm {who}: no new backup can join (--non-shared-disk): {why}");
+            false
+        }
+        _ => true,
+    }
 }
 
 impl Host<'_> {
@@ -189,12 +212,20 @@ impl Host<'_> {
             Some(lineage) => lineage,
             None => (super::new_session()?, 0),
         };
+        // A backup with disks of its own joining a running guest gets a copy
+        // of this side's disks after the snapshot.
+        let copy = match (&self.disks, snapshot) {
+            (Ok(images), Some(_)) if args.non_shared_disk => Some(images.as_slice()),
+            (Err(why), Some(_)) if args.non_shared_disk => anyhow::bail!("{why}"),
+            _ => None,
+        };
         stream.write_all(
             &Message::Welcome {
                 session,
                 udp_port: self.udp.local_addr()?.port(),
                 snapshot: snapshot.map_or(0, |s| s.len() as u64),
                 epoch,
+                disks: copy.map_or(0, |images| images.len() as u64),
             }
             .encode(),
         )?;
@@ -202,6 +233,26 @@ impl Host<'_> {
             send_snapshot(&mut stream, bytes).map_err(|e| {
                 anyhow::anyhow!("sending the snapshot to the backup at {peer}: {e}")
             })?;
+        }
+        if let Some(images) = copy {
+            let started = Instant::now();
+            stream.set_write_timeout(Some(SNAPSHOT_STALL))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &stream);
+            let copied = diskcopy::send(&mut out, images)
+                .and_then(|c| {
+                    out.flush()?;
+                    Ok(c)
+                })
+                .map_err(|e| anyhow::anyhow!("copying the disks to the backup at {peer}: {e:#}"))?;
+            drop(out);
+            stream.set_write_timeout(None)?;
+            eprintln!(
+                "\r\nftvm primary: copied {} disk(s) to the new backup: {} MiB of data, {} MiB of zeros, in {} ms",
+                images.len(),
+                copied.data >> 20,
+                copied.zeros >> 20,
+                started.elapsed().as_millis()
+            );
         }
         eprintln!("\r\nftvm primary: backup connected from {peer}, session {session:016x}");
 
@@ -235,7 +286,7 @@ impl Host<'_> {
                 let gate = gate.clone();
                 let pipe = pipe.clone();
                 let wanted = self.wanted.clone();
-                let rejoin = !args.non_shared_disk;
+                let rejoin = !args.non_shared_disk || self.disks.is_ok();
                 Box::new(move |()| {
                     pipe.break_channel();
                     gate.open();
@@ -370,6 +421,7 @@ pub fn run(
         mut env,
         console,
         backends,
+        disks,
     } = setup;
     let mut host = Host {
         args,
@@ -381,6 +433,7 @@ pub fn run(
         wanted,
         arbiter: Arc::new(Mutex::new(arbiter)),
         lineage: None,
+        disks,
     };
     let result = serve(&mut host, &mut env, &joins, Some(config), None, Some(first));
     super::lock(&host.console).restore();
@@ -402,6 +455,7 @@ pub fn protect(
     control: Option<super::control::Source>,
     arbiter: super::SharedArbiter,
     lineage: (u64, u64),
+    disks: Result<Vec<Image>, String>,
 ) -> anyhow::Result<Step> {
     let Some(backends) = env.backends().cloned() else {
         anyhow::bail!("no host backends to run alone with");
@@ -414,17 +468,14 @@ pub fn protect(
                 .map_or_else(|_| "?".into(), |a| a.to_string())
         )
     })?;
-    if args.non_shared_disk {
-        eprintln!(
-            "\r\nftvm backup: live alone; no new backup can join (--non-shared-disk: its disks would have to be copied)"
-        );
-    } else {
+    let takes = can_take_backups(args, &disks, "backup");
+    if takes {
         eprintln!(
             "\r\nftvm backup: live alone; a new backup may join on {}",
             listener.local_addr()?
         );
     }
-    let wanted = Arc::new(AtomicBool::new(!args.non_shared_disk));
+    let wanted = Arc::new(AtomicBool::new(takes));
     let joins = accept_backups(listener, wanted.clone())?;
     let mut host = Host {
         args,
@@ -436,6 +487,7 @@ pub fn protect(
         wanted,
         arbiter,
         lineage: Some(lineage),
+        disks,
     };
     let result = serve(&mut host, env, &joins, None, Some(machine), None);
     super::lock(&host.console).restore();
@@ -465,17 +517,37 @@ fn serve(
         },
     };
     loop {
+        // With disks of its own, the new backup gets a copy of them: the
+        // requests in flight finish first, so that the copy holds what they
+        // wrote (their completions reach the guest after the snapshot, in
+        // the log).
+        let drain_started = Instant::now();
+        if machine.is_some() && args.non_shared_disk && !env.drain_in_flight(DRAIN_LIMIT) {
+            eprintln!(
+                "\r\nftvm primary: the new backup cannot join: disk requests in flight did not finish in {} s",
+                DRAIN_LIMIT.as_secs()
+            );
+            host.wanted.store(true, Ordering::SeqCst);
+            match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
+                Alone::Ended(step) => return Ok(step),
+                Alone::Joined(next) => {
+                    joining = next;
+                    continue;
+                }
+            }
+        }
         let snapshot = match &machine {
             Some(m) => {
-                let started = Instant::now();
+                let taking = Instant::now();
                 let bytes = m.snapshot();
                 eprintln!(
                     "\r\nftvm primary: a new backup joins at icount {}: sending a {} MiB snapshot of the running guest (taken in {} ms)",
                     m.icount(),
                     bytes.len() >> 20,
-                    started.elapsed().as_millis()
+                    taking.elapsed().as_millis()
                 );
-                Some((bytes, started))
+                // The guest stands still from here (or from the drain).
+                Some((bytes, drain_started))
             }
             None => None,
         };
@@ -515,11 +587,7 @@ fn serve(
                 if let Some(epoch) = session.shared.live_epoch() {
                     host.lineage = Some((session.shared.session(), epoch));
                 }
-                if args.non_shared_disk {
-                    eprintln!(
-                        "\r\nftvm primary: no new backup can join (--non-shared-disk: its disks would have to be copied)"
-                    );
-                }
+                can_take_backups(args, &host.disks, "primary");
                 Some(session)
             }
             Err(e) if machine.is_some() => {
