@@ -5,6 +5,7 @@
 //! hash of its contents, so that a replay loads the same images (and says so
 //! clearly when a file has changed) without any host device.
 
+use ftvm_devices::virtio::QUEUE_SIZE_MAX;
 use ftvm_machine::digest::hash_bytes;
 use ftvm_machine::replay::{self, Recorder, Replayer};
 use ftvm_machine::{Machine, MachineConfig, Step, VirtioConfig};
@@ -40,6 +41,9 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// Writes the configuration record of the log header.
 pub fn config_record(config: &MachineConfig, paths: &ImagePaths) -> Vec<u8> {
     let mut out = String::from("ftvm-config 1\n");
+    // The machine model's one build-dependent size the guest sees: a log
+    // replays only on a build whose queues are as large.
+    out.push_str(&format!("virtio-queue-max {QUEUE_SIZE_MAX}\n"));
     out.push_str(&format!("memory {}\n", config.memory_size));
     out.push_str(&format!("cmdline {}\n", hex(config.cmdline.as_bytes())));
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -104,10 +108,13 @@ pub fn parse_config_record(record: &[u8]) -> anyhow::Result<MachineConfig> {
         anyhow::bail!("the log's configuration record has an unknown format");
     }
     let mut config = MachineConfig::default();
+    // Logs from before the line was written had queues of 256 entries.
+    let mut queue_max = 256;
     for line in lines {
         let fields: Vec<&str> = line.split(' ').collect();
         let bad = || anyhow::anyhow!("malformed line in the log's configuration record: `{line}`");
         match fields.as_slice() {
+            ["virtio-queue-max", n] => queue_max = n.parse().map_err(|_| bad())?,
             ["memory", n] => config.memory_size = n.parse().map_err(|_| bad())?,
             ["cmdline", h] => {
                 config.cmdline = unhex(h)
@@ -131,6 +138,11 @@ pub fn parse_config_record(record: &[u8]) -> anyhow::Result<MachineConfig> {
             ["rng"] => config.virtio.push(VirtioConfig::Rng),
             _ => return Err(bad()),
         }
+    }
+    if queue_max != QUEUE_SIZE_MAX {
+        anyhow::bail!(
+            "the log was recorded by a build whose virtio queues have {queue_max} entries; this one's have {QUEUE_SIZE_MAX}, so the guest would run differently: replay it with the build that recorded it"
+        );
     }
     Ok(config)
 }
@@ -237,4 +249,50 @@ pub fn replay_file(path: &Path, output: &mut dyn FnMut(&[u8])) -> anyhow::Result
         outputs_checked: stats.outputs_checked,
         end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_config_record_names_the_queue_size_and_parses_back() {
+        let record = b"ftvm-config 1\nvirtio-queue-max 512\nmemory 4096\nrng\n".to_vec();
+        let written = String::from_utf8(config_record(
+            &MachineConfig::default(),
+            &ImagePaths {
+                firmware: PathBuf::from("/nonexistent"),
+                kernel: None,
+                initrd: None,
+            },
+        ))
+        .expect("text");
+
+        let config = parse_config_record(&record).expect("parses");
+
+        assert!(
+            written.contains(&format!("\nvirtio-queue-max {QUEUE_SIZE_MAX}\n")),
+            "{written}"
+        );
+        assert_eq!(config.memory_size, 4096);
+        assert_eq!(config.virtio, vec![VirtioConfig::Rng]);
+    }
+
+    #[test]
+    fn test_a_log_of_a_build_with_other_queues_is_refused_by_name() {
+        let old = b"ftvm-config 1\nmemory 4096\n";
+        let other = b"ftvm-config 1\nvirtio-queue-max 1024\nmemory 4096\n";
+
+        let old_err = parse_config_record(old).expect_err("a log without the line");
+        let other_err = parse_config_record(other).expect_err("other queues");
+
+        assert!(
+            old_err.to_string().contains("have 256 entries"),
+            "{old_err}"
+        );
+        assert!(
+            other_err.to_string().contains("have 1024 entries"),
+            "{other_err}"
+        );
+    }
 }

@@ -1281,7 +1281,7 @@ mod tests {
         let seg_max = dev.read(CONFIG + 0xc, 4);
 
         assert_eq!(capacity, CAPACITY);
-        assert_eq!(seg_max, 254);
+        assert_eq!(seg_max, 510);
     }
 
     #[test]

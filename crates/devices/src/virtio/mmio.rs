@@ -103,8 +103,12 @@ pub const CONFIG: u64 = 0x100;
 pub const MAGIC: u32 = 0x7472_6976;
 /// `VendorID` contents: "FTVM".
 pub const VENDOR: u32 = 0x4d56_5446;
-/// `QueueNumMax` of every queue.
-pub const QUEUE_SIZE_MAX: u16 = 256;
+/// `QueueNumMax` of every queue. 512: a block request may have up to 510
+/// data buffers (`seg_max`), so that a 1 MiB request of 256 scattered pages
+/// is one request, not two (with 256, every 1 MiB direct write was two
+/// requests, and under the FT output rule the second waited for the
+/// first's round trip to the backup).
+pub const QUEUE_SIZE_MAX: u16 = 512;
 
 /// `Status`: the guest found the device.
 pub const STATUS_ACKNOWLEDGE: u8 = 0x01;
@@ -862,7 +866,7 @@ mod tests {
         dev.write(QUEUE_SEL, 4, 1);
         let missing = dev.read(QUEUE_NUM_MAX, 4);
 
-        assert_eq!((present, missing), (256, 0));
+        assert_eq!((present, missing), (512, 0));
     }
 
     #[test]
@@ -871,7 +875,8 @@ mod tests {
         dev.write(QUEUE_NUM, 4, 64);
 
         dev.write(QUEUE_NUM, 4, 100);
-        dev.write(QUEUE_NUM, 4, 512);
+        // A power of two, but above the maximum.
+        dev.write(QUEUE_NUM, 4, 1024);
 
         assert_eq!(dev.read(QUEUE_NUM, 4), 64);
     }
@@ -922,7 +927,7 @@ mod tests {
 
         assert_eq!(dev.read(STATUS, 4), 0);
         assert_eq!(dev.read(QUEUE_READY, 4), 0);
-        assert_eq!(dev.read(QUEUE_NUM, 4), 256);
+        assert_eq!(dev.read(QUEUE_NUM, 4), 512);
         assert!(!dev.irq());
         assert_eq!(dev.state().next_id, 1, "ids keep counting across a reset");
     }
@@ -1073,7 +1078,7 @@ mod tests {
     #[test]
     fn test_mmio_restore_rejects_queue_size_above_max() {
         let mut state = rng().state();
-        state.queues[0].size = 512;
+        state.queues[0].size = 1024;
 
         let error = VirtioMmio::try_from(state).expect_err("too large");
 
@@ -1082,8 +1087,8 @@ mod tests {
             StateError::OutOfRange {
                 device: "virtio-mmio",
                 field: "queues[0].size".into(),
-                value: 512,
-                max: 256
+                value: 1024,
+                max: 512
             }
         );
     }
