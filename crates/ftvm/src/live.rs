@@ -45,6 +45,19 @@ impl Backends {
         Backends(list)
     }
 
+    /// Has every disk tell `tracker` of the ranges it writes from now on
+    /// (`None`: no longer).
+    pub fn track_writes(&self, tracker: Option<std::sync::Arc<crate::ft::diskcopy::WriteTracker>>) {
+        for (slot, backend) in self.0.iter().enumerate() {
+            if let LiveBackend::Disk(disk) = backend {
+                disk.set_write_observer(tracker.clone().map(|t| {
+                    std::sync::Arc::new(move |offset, len| t.mark(slot, offset, len))
+                        as ftvm_host::backends::WriteObserver
+                }));
+            }
+        }
+    }
+
     /// The TAP devices.
     pub fn taps(&self) -> impl Iterator<Item = &Tap> {
         self.0.iter().filter_map(|b| match b {

@@ -972,7 +972,12 @@ fn disk_writes_survive_a_failover_to_a_backup_that_joined(
         wrote(&primary_text).last(),
         wrote(&backup_text).first(),
         wrote(&backup_text).last(),
-        find_line(&primary_text, "ftvm primary: copied").unwrap_or_default()
+        primary_text
+            .lines()
+            .filter(|l| l.contains("ftvm primary: copied"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     check_image(images[2], &all);
 }

@@ -380,8 +380,42 @@ pub fn run(
         .encode(),
     )?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let welcome = read_message(&mut stream)
-        .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
+    // A primary running alone with disks of their own copies its disks
+    // first, while its guest runs (the rest comes after the snapshot).
+    let mut receiver: Option<super::diskcopy::Receiver> = None;
+    let precopy_started = std::time::Instant::now();
+    let welcome = loop {
+        let message = read_message(&mut stream)
+            .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
+        match message {
+            Message::DiskImage { .. } | Message::DiskData { .. } | Message::DiskZero { .. }
+                if setup.disks.is_ok() && args.non_shared_disk =>
+            {
+                if receiver.is_none() {
+                    let images = setup
+                        .disks
+                        .as_ref()
+                        .map_err(|why| anyhow::anyhow!("{why}"))?;
+                    receiver = Some(super::diskcopy::Receiver::new(images)?);
+                }
+                if let Some(r) = receiver.as_mut() {
+                    if r.take(message, &mut stream)
+                        .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?
+                        .is_some()
+                    {
+                        anyhow::bail!("the primary ended its disk copy before welcoming us");
+                    }
+                }
+            }
+            other => break other,
+        }
+    };
+    if receiver.is_some() {
+        eprintln!(
+            "ftvm backup: received the primary's disks while its guest ran, in {} ms",
+            precopy_started.elapsed().as_millis()
+        );
+    }
     let Message::Welcome {
         session,
         udp_port,
@@ -445,11 +479,23 @@ pub fn run(
         }
         let images = disks.as_ref().map_err(|why| anyhow::anyhow!("{why}"))?;
         let started = std::time::Instant::now();
+        let mut receiver = match receiver {
+            Some(r) => r,
+            None => super::diskcopy::Receiver::new(images)?,
+        };
+        super::diskcopy::check_count(disks_copied, receiver.disks())?;
         // Unbuffered: the log follows the copy on the same stream.
-        let copied = super::diskcopy::receive(&mut stream, images, disks_copied)
-            .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?;
+        let copied = loop {
+            let message = super::diskcopy::read_message(&mut stream)?;
+            if let Some(copied) = receiver
+                .take(message, &mut stream)
+                .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?
+            {
+                break copied;
+            }
+        };
         eprintln!(
-            "ftvm backup: received a copy of {disks_copied} disk(s): {} MiB of data, {} MiB of zeros, in {} ms",
+            "ftvm backup: received a copy of {disks_copied} disk(s): {} MiB of data, {} MiB of zeros in all, the last part in {} ms",
             copied.data >> 20,
             copied.zeros >> 20,
             started.elapsed().as_millis()

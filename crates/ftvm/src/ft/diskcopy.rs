@@ -3,27 +3,28 @@
 //!
 //! With non-shared disks each side writes its own copy, so a backup that
 //! joins a guest already running needs the disks as they are at the
-//! snapshot, not as they were at power-on. The running side stops the
-//! guest, lets the requests in flight finish, and sends, after the machine
-//! snapshot, each writable disk image ([`send`]): a
+//! snapshot, not as they were at power-on. The running side sends each
+//! writable disk image while the guest runs ([`precopy`]): a
 //! [`Message::DiskImage`] with its size, then [`Message::DiskData`] (with
 //! the bytes and their hash) and [`Message::DiskZero`] ranges covering it
-//! in order, and a [`Message::DiskEnd`]. Holes of a sparse image (found
-//! with `SEEK_DATA`/`SEEK_HOLE`) and chunks of zeros go as zero ranges;
-//! the receiver punches holes for them. The receiver ([`receive`]) checks
-//! every message against its own images (slot, size, order, coverage, the
-//! data's hash) and names what was wrong.
-//!
-//! The guest stands still during the copy, so the pause grows with the data
-//! on the disks (not with their size); copying while the guest runs and
-//! sending again what it wrote meanwhile (VMotion's pre-copy) is not done.
+//! in order. Holes of a sparse image (found with `SEEK_DATA`/`SEEK_HOLE`)
+//! and chunks of zeros go as zero ranges; the receiver punches holes for
+//! them. Meanwhile the disks tell a [`WriteTracker`] of every chunk they
+//! write, and the chunks written are sent again, round after round, until
+//! few are left. The rest goes with the guest stopped and its requests
+//! finished, after the snapshot ([`send_chunks`]), and a
+//! [`Message::DiskEnd`] closes the copy. The [`Receiver`] checks every
+//! message against its own images (slot, size, coverage, the data's hash)
+//! and names what was wrong.
 
 use ftvm_protocol::{Message, DISK_CHUNK, MESSAGE_LEN};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 /// A disk image file of one virtio slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,18 +111,87 @@ impl Zeros {
     }
 }
 
-/// Sends the content of `images` to `out` (see the module's description).
-pub fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
+/// The disk chunks (of [`DISK_CHUNK`] bytes, by slot and index) written
+/// since the last [`WriteTracker::take`], while a copy runs.
+#[derive(Debug, Default)]
+pub struct WriteTracker(Mutex<BTreeSet<(usize, u64)>>);
+
+impl WriteTracker {
+    /// `len` bytes at `offset` of the disk in `slot` changed.
+    pub fn mark(&self, slot: usize, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let last = offset.saturating_add(len - 1) / DISK_CHUNK;
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for chunk in offset / DISK_CHUNK..=last {
+            set.insert((slot, chunk));
+        }
+    }
+
+    /// The chunks changed since the last call.
+    pub fn take(&self) -> BTreeSet<(usize, u64)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// How many chunks changed since the last take.
+    pub fn changed_chunks(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// Opens `image` for reading, with its size.
+fn open_source(image: &Image) -> anyhow::Result<(File, u64)> {
+    let what = || format!("disk image {}", image.path.display());
+    let file = File::open(&image.path).map_err(|e| anyhow::anyhow!("{}: {e}", what()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", what()))?
+        .len();
+    Ok((file, size))
+}
+
+/// Sends `len` bytes at `at` of `file` (slot `slot`): as data, or as zeros
+/// (through `zeros`) if they are all zero. Returns the data bytes sent.
+fn send_range<W: Write>(
+    out: &mut W,
+    file: &File,
+    image: &Image,
+    zeros: &mut Zeros,
+    buf: &mut [u8],
+    at: u64,
+    len: usize,
+) -> anyhow::Result<u64> {
+    let chunk = &mut buf[..len];
+    file.read_exact_at(chunk, at)
+        .map_err(|e| anyhow::anyhow!("disk image {} at byte {at}: {e}", image.path.display()))?;
+    if chunk.iter().all(|&b| b == 0) {
+        zeros.add(out, at, len as u64)?;
+        return Ok(0);
+    }
+    zeros.send(out)?;
+    out.write_all(
+        &Message::DiskData {
+            slot: zeros.slot,
+            offset: at,
+            len: len as u64,
+            hash: ftvm_replay::hash_bytes(chunk),
+        }
+        .encode(),
+    )?;
+    out.write_all(chunk)?;
+    Ok(len as u64)
+}
+
+/// Sends the whole content of `images` to `out`, disk by disk, without the
+/// closing [`Message::DiskEnd`] (see the module's description).
+pub fn send_images<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
     let mut copied = Copied::default();
     let mut buf = vec![0u8; DISK_CHUNK as usize];
     for image in images {
-        let what = || format!("disk image {}", image.path.display());
-        let file = File::open(&image.path).map_err(|e| anyhow::anyhow!("{}: {e}", what()))?;
-        let size = file
-            .metadata()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", what()))?
-            .len();
+        let (file, size) = open_source(image)?;
         let slot = image.slot as u64;
+        let data_before = copied.data;
         out.write_all(&Message::DiskImage { slot, size }.encode())?;
         let mut zeros = Zeros {
             slot,
@@ -130,8 +200,8 @@ pub fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
         };
         let mut pos = 0;
         while pos < size {
-            let Some((start, end)) =
-                data_extent(&file, pos, size).map_err(|e| anyhow::anyhow!("{}: {e}", what()))?
+            let Some((start, end)) = data_extent(&file, pos, size)
+                .map_err(|e| anyhow::anyhow!("disk image {}: {e}", image.path.display()))?
             else {
                 break;
             };
@@ -141,52 +211,106 @@ pub fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
             let mut at = start;
             while at < end {
                 let n = (end - at).min(DISK_CHUNK) as usize;
-                let chunk = &mut buf[..n];
-                file.read_exact_at(chunk, at)
-                    .map_err(|e| anyhow::anyhow!("{} at byte {at}: {e}", what()))?;
-                if chunk.iter().all(|&b| b == 0) {
-                    zeros.add(out, at, n as u64)?;
-                } else {
-                    zeros.send(out)?;
-                    out.write_all(
-                        &Message::DiskData {
-                            slot,
-                            offset: at,
-                            len: n as u64,
-                            hash: ftvm_replay::hash_bytes(chunk),
-                        }
-                        .encode(),
-                    )?;
-                    out.write_all(chunk)?;
-                    copied.data += n as u64;
-                }
+                copied.data += send_range(out, &file, image, &mut zeros, &mut buf, at, n)?;
                 at += n as u64;
             }
             pos = end;
         }
         zeros.add(out, pos, size.saturating_sub(pos))?;
         zeros.send(out)?;
+        copied.zeros += size - (copied.data - data_before);
     }
-    out.write_all(
-        &Message::DiskEnd {
-            disks: images.len() as u64,
-            bytes: copied.data,
-        }
-        .encode(),
-    )?;
-    out.flush()?;
-    copied.zeros = images_size(images)?.saturating_sub(copied.data);
     Ok(copied)
 }
 
-/// The images' sizes added up.
-fn images_size(images: &[Image]) -> anyhow::Result<u64> {
-    images.iter().try_fold(0u64, |sum, image| {
-        let len = std::fs::metadata(&image.path)
-            .map_err(|e| anyhow::anyhow!("disk image {}: {e}", image.path.display()))?
-            .len();
-        Ok(sum.saturating_add(len))
-    })
+/// Sends the `chunks` (by slot and index) of `images` again, as they are
+/// now (chunks of slots not among `images` are skipped).
+pub fn send_chunks<W: Write>(
+    out: &mut W,
+    images: &[Image],
+    chunks: &BTreeSet<(usize, u64)>,
+) -> anyhow::Result<Copied> {
+    let mut copied = Copied::default();
+    let mut buf = vec![0u8; DISK_CHUNK as usize];
+    for image in images {
+        let (file, size) = open_source(image)?;
+        let mut zeros = Zeros {
+            slot: image.slot as u64,
+            start: 0,
+            len: 0,
+        };
+        for &(_, chunk) in chunks.range((image.slot, 0)..=(image.slot, u64::MAX)) {
+            let at = chunk.saturating_mul(DISK_CHUNK);
+            if at >= size {
+                continue;
+            }
+            let n = (size - at).min(DISK_CHUNK) as usize;
+            let data = send_range(out, &file, image, &mut zeros, &mut buf, at, n)?;
+            copied.data += data;
+            copied.zeros += n as u64 - data;
+        }
+        zeros.send(out)?;
+    }
+    Ok(copied)
+}
+
+/// Closes a copy of `disks` disks that sent `data` bytes of data in all.
+pub fn send_end<W: Write>(out: &mut W, disks: usize, data: u64) -> std::io::Result<()> {
+    out.write_all(
+        &Message::DiskEnd {
+            disks: disks as u64,
+            bytes: data,
+        }
+        .encode(),
+    )?;
+    out.flush()
+}
+
+/// Sends the content of `images` to `out` and closes the copy.
+#[cfg(test)]
+pub fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
+    let copied = send_images(out, images)?;
+    send_end(out, images.len(), copied.data)?;
+    Ok(copied)
+}
+
+/// Rounds of sending again what the guest wrote during the previous one.
+pub const PRECOPY_ROUNDS: usize = 8;
+
+/// Changed chunks at most left for the copy with the guest stopped.
+pub const PRECOPY_LEFT: usize = 16;
+
+/// What a pre-copy did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Precopied {
+    /// Bytes sent, in all rounds.
+    pub copied: Copied,
+    /// Rounds after the first pass.
+    pub rounds: usize,
+}
+
+/// Sends `images` to `out` while the guest runs: the whole disks, then,
+/// round after round, the chunks `tracker` says were written meanwhile,
+/// until at most [`PRECOPY_LEFT`] remain or after [`PRECOPY_ROUNDS`]
+/// rounds. What is left (and what comes after) stays in `tracker` for
+/// the copy with the guest stopped ([`send_chunks`], then [`send_end`]).
+pub fn precopy<W: Write>(
+    out: &mut W,
+    images: &[Image],
+    tracker: &WriteTracker,
+) -> anyhow::Result<Precopied> {
+    let mut done = Precopied {
+        copied: send_images(out, images)?,
+        rounds: 0,
+    };
+    while done.rounds < PRECOPY_ROUNDS && tracker.changed_chunks() > PRECOPY_LEFT {
+        let again = send_chunks(out, images, &tracker.take())?;
+        done.copied.data += again.data;
+        done.copied.zeros += again.zeros;
+        done.rounds += 1;
+    }
+    out.flush()?;
+    Ok(done)
 }
 
 /// One of this side's images being written.
@@ -195,21 +319,23 @@ struct Target {
     file: File,
     path: PathBuf,
     size: u64,
-    /// Bytes covered so far (the copy goes in order).
+    /// Bytes covered so far: the first pass goes in order; later ranges
+    /// may rewrite what is covered.
     next: u64,
     /// Its `DiskImage` came.
     begun: bool,
 }
 
 impl Target {
-    /// Checks that `offset..offset + len` is the next range of this disk.
+    /// Checks that `offset..offset + len` rewrites covered bytes or extends
+    /// them, within the disk.
     fn check_range(&self, offset: u64, len: u64) -> anyhow::Result<()> {
         if !self.begun {
             anyhow::bail!("disk content for slot {} came before its size", self.slot);
         }
-        if offset != self.next {
+        if offset > self.next {
             anyhow::bail!(
-                "disk content for slot {} at byte {offset}, expected byte {}",
+                "disk content for slot {} at byte {offset}, but only {} bytes are covered",
                 self.slot,
                 self.next
             );
@@ -223,6 +349,10 @@ impl Target {
                 self.size
             ),
         }
+    }
+
+    fn covered(&mut self, offset: u64, len: u64) {
+        self.next = self.next.max(offset + len);
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> anyhow::Result<()> {
@@ -251,12 +381,13 @@ impl Target {
                 at += n as u64;
             }
         }
-        self.next += len;
+        self.covered(offset, len);
         Ok(())
     }
 }
 
-fn read_message<R: Read>(input: &mut R) -> anyhow::Result<Message> {
+/// Reads one protocol message of a disk copy.
+pub fn read_message<R: Read>(input: &mut R) -> anyhow::Result<Message> {
     let mut bytes = [0u8; MESSAGE_LEN];
     input
         .read_exact(&mut bytes)
@@ -264,52 +395,73 @@ fn read_message<R: Read>(input: &mut R) -> anyhow::Result<Message> {
     Message::decode(&bytes).map_err(|e| anyhow::anyhow!("the disk copy: {e}"))
 }
 
-/// Receives a disk copy from `input` into `images` (this side's own disk
-/// images, of the same sizes as the sender's), announced by a `Welcome`
-/// naming `disks` disks. Nothing is trusted: a message out of order, for
-/// another disk or size, data that does not match its hash, or a copy that
-/// leaves part of a disk uncovered is an error naming it.
-pub fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::Result<Copied> {
-    if disks != images.len() as u64 {
-        anyhow::bail!(
-            "the primary copies {disks} disk(s), this side has {} writable disk image(s)",
-            images.len()
-        );
-    }
-    let mut targets = images
-        .iter()
-        .map(|image| {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&image.path)
-                .map_err(|e| anyhow::anyhow!("disk image {}: {e}", image.path.display()))?;
-            let size = file.metadata()?.len();
-            Ok(Target {
-                slot: image.slot as u64,
-                file,
-                path: image.path.clone(),
-                size,
-                next: 0,
-                begun: false,
+/// The receiving end of a disk copy into this side's own images (of the
+/// same sizes as the sender's). Nothing is trusted: a message for another
+/// disk or size, a range beyond what is covered, data that does not match
+/// its hash, or a copy that leaves part of a disk uncovered is an error
+/// naming it.
+pub struct Receiver {
+    targets: Vec<Target>,
+    copied: Copied,
+    buf: Vec<u8>,
+}
+
+impl Receiver {
+    /// Opens `images` for writing.
+    pub fn new(images: &[Image]) -> anyhow::Result<Receiver> {
+        let targets = images
+            .iter()
+            .map(|image| {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&image.path)
+                    .map_err(|e| anyhow::anyhow!("disk image {}: {e}", image.path.display()))?;
+                let size = file.metadata()?.len();
+                Ok(Target {
+                    slot: image.slot as u64,
+                    file,
+                    path: image.path.clone(),
+                    size,
+                    next: 0,
+                    begun: false,
+                })
             })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Receiver {
+            targets,
+            copied: Copied::default(),
+            buf: vec![0u8; DISK_CHUNK as usize],
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut copied = Copied::default();
-    let mut buf = vec![0u8; DISK_CHUNK as usize];
-    loop {
-        let message = read_message(input)?;
-        let target = |targets: &[Target], slot: u64| -> anyhow::Result<usize> {
-            targets.iter().position(|t| t.slot == slot).ok_or_else(|| {
+    }
+
+    /// The number of disks this side receives.
+    pub fn disks(&self) -> u64 {
+        self.targets.len() as u64
+    }
+
+    fn target(&mut self, slot: u64) -> anyhow::Result<&mut Target> {
+        self.targets
+            .iter_mut()
+            .find(|t| t.slot == slot)
+            .ok_or_else(|| {
                 anyhow::anyhow!(
                     "the disk copy names slot {slot}, which is not a writable disk image here"
                 )
             })
-        };
+    }
+
+    /// Takes `message` (and, for data, its bytes from `input`). `Some` with
+    /// what was copied once the copy is complete ([`Message::DiskEnd`]);
+    /// other messages are an error.
+    pub fn take<R: Read>(
+        &mut self,
+        message: Message,
+        input: &mut R,
+    ) -> anyhow::Result<Option<Copied>> {
         match message {
             Message::DiskImage { slot, size } => {
-                let at = target(&targets, slot)?;
-                let t = &mut targets[at];
+                let t = self.target(slot)?;
                 if t.begun {
                     anyhow::bail!("the disk in slot {slot} is copied twice");
                 }
@@ -328,42 +480,24 @@ pub fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::
                 len,
                 hash,
             } => {
-                let at = target(&targets, slot)?;
-                let t = &mut targets[at];
-                t.check_range(offset, len)?;
-                let chunk = &mut buf[..len as usize];
-                input.read_exact(chunk).map_err(|e| {
-                    anyhow::anyhow!(
-                        "the disk copy ended inside the data for slot {slot} at byte {offset}: {e}"
-                    )
-                })?;
-                let got = ftvm_replay::hash_bytes(chunk);
-                if got != hash {
-                    anyhow::bail!(
-                        "the disk copy's data for slot {slot} at byte {offset} ({len} bytes) is corrupt: hash {got:016x}, sent {hash:016x}"
-                    );
-                }
-                t.file
-                    .write_all_at(chunk, offset)
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", t.path.display()))?;
-                t.next += len;
-                copied.data += len;
+                let mut buf = std::mem::take(&mut self.buf);
+                let result = self.data(&mut buf, input, slot, offset, len, hash);
+                self.buf = buf;
+                result?;
             }
             Message::DiskZero { slot, offset, len } => {
-                let at = target(&targets, slot)?;
-                let t = &mut targets[at];
-                t.zero(offset, len)?;
-                copied.zeros += len;
+                self.target(slot)?.zero(offset, len)?;
+                self.copied.zeros += len;
             }
             Message::DiskEnd { disks, bytes } => {
-                if disks != targets.len() as u64 || bytes != copied.data {
+                if disks != self.disks() || bytes != self.copied.data {
                     anyhow::bail!(
                         "the disk copy ends saying {disks} disk(s) and {bytes} data bytes, but {} and {} came",
-                        targets.len(),
-                        copied.data
+                        self.disks(),
+                        self.copied.data
                     );
                 }
-                if let Some(t) = targets.iter().find(|t| t.next != t.size) {
+                if let Some(t) = self.targets.iter().find(|t| t.next != t.size) {
                     anyhow::bail!(
                         "the disk copy ends with {} of {} bytes of the disk in slot {} covered",
                         t.next,
@@ -371,16 +505,72 @@ pub fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::
                         t.slot
                     );
                 }
-                for t in &targets {
+                for t in &self.targets {
                     t.file
                         .sync_data()
                         .map_err(|e| anyhow::anyhow!("syncing {}: {e}", t.path.display()))?;
                 }
-                return Ok(copied);
+                return Ok(Some(self.copied));
             }
             other => anyhow::bail!("the disk copy holds {other:?}"),
         }
+        Ok(None)
     }
+
+    fn data<R: Read>(
+        &mut self,
+        buf: &mut [u8],
+        input: &mut R,
+        slot: u64,
+        offset: u64,
+        len: u64,
+        hash: u64,
+    ) -> anyhow::Result<()> {
+        let t = self.target(slot)?;
+        t.check_range(offset, len)?;
+        let chunk = &mut buf[..len as usize];
+        input.read_exact(chunk).map_err(|e| {
+            anyhow::anyhow!(
+                "the disk copy ended inside the data for slot {slot} at byte {offset}: {e}"
+            )
+        })?;
+        let got = ftvm_replay::hash_bytes(chunk);
+        if got != hash {
+            anyhow::bail!(
+                "the disk copy's data for slot {slot} at byte {offset} ({len} bytes) is corrupt: hash {got:016x}, sent {hash:016x}"
+            );
+        }
+        t.file
+            .write_all_at(chunk, offset)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", t.path.display()))?;
+        t.covered(offset, len);
+        self.copied.data += len;
+        Ok(())
+    }
+}
+
+/// Receives a whole disk copy from `input` into `images`, announced by a
+/// `Welcome` naming `disks` disks (see [`Receiver`]).
+#[cfg(test)]
+pub fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::Result<Copied> {
+    let mut receiver = Receiver::new(images)?;
+    check_count(disks, receiver.disks())?;
+    loop {
+        let message = read_message(input)?;
+        if let Some(copied) = receiver.take(message, input)? {
+            return Ok(copied);
+        }
+    }
+}
+
+/// The sender's disk count against this side's.
+pub fn check_count(theirs: u64, ours: u64) -> anyhow::Result<()> {
+    if theirs != ours {
+        anyhow::bail!(
+            "the primary copies {theirs} disk(s), this side has {ours} writable disk image(s)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -530,7 +720,10 @@ mod tests {
         let skipped = [image, zero(DISK_CHUNK, DISK_CHUNK)].concat();
         let err =
             receive(&mut skipped.as_slice(), std::slice::from_ref(&dst), 1).expect_err("skip");
-        assert!(err.to_string().contains("expected byte 0"), "{err}");
+        assert!(
+            err.to_string().contains("only 0 bytes are covered"),
+            "{err}"
+        );
 
         let past = [image, zero(0, 4 * DISK_CHUNK)].concat();
         let err = receive(&mut past.as_slice(), std::slice::from_ref(&dst), 1).expect_err("past");
@@ -550,5 +743,55 @@ mod tests {
             .expect("target")
             .iter()
             .all(|&b| b == 0));
+    }
+
+    #[test]
+    fn test_chunks_written_during_a_precopy_are_sent_again_and_the_target_ends_equal() {
+        let dir = Dir::new("precopy");
+        let src = source(&dir);
+        let dst = target(&dir, "dst.img", SIZE);
+        let tracker = WriteTracker::default();
+        let mut stream = Vec::new();
+        // Written before the copy began: sent again in a round (more than
+        // PRECOPY_LEFT chunks), with the first pass's old content replaced.
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&src.path)
+            .expect("open");
+        tracker.mark(2, 0, (PRECOPY_LEFT as u64 + 24) * DISK_CHUNK);
+        let done = precopy(&mut stream, std::slice::from_ref(&src), &tracker).expect("precopy");
+        // Written after it: left for the copy with the guest stopped.
+        f.write_all_at(&[9u8; 3000], 2 * DISK_CHUNK + 100)
+            .expect("write");
+        f.write_all_at(&[0u8; 5000], 0).expect("zero the start");
+        tracker.mark(2, 2 * DISK_CHUNK + 100, 3000);
+        tracker.mark(2, 0, 5000);
+        let left = tracker.take();
+        let last = send_chunks(&mut stream, std::slice::from_ref(&src), &left).expect("chunks");
+        send_end(&mut stream, 1, done.copied.data + last.data).expect("end");
+
+        let got = receive(&mut stream.as_slice(), std::slice::from_ref(&dst), 1).expect("receive");
+
+        assert_eq!(done.rounds, 1, "{done:?}");
+        assert_eq!(left.len(), 2);
+        assert_eq!(tracker.changed_chunks(), 0);
+        assert_eq!(got.data, done.copied.data + last.data);
+        assert_eq!(
+            std::fs::read(&dst.path).expect("target"),
+            std::fs::read(&src.path).expect("source")
+        );
+    }
+
+    #[test]
+    fn test_a_few_changed_chunks_are_left_for_the_stopped_copy() {
+        let dir = Dir::new("few");
+        let src = source(&dir);
+        let tracker = WriteTracker::default();
+        tracker.mark(2, DISK_CHUNK - 1, 2);
+
+        let done = precopy(&mut Vec::new(), std::slice::from_ref(&src), &tracker).expect("precopy");
+
+        assert_eq!(done.rounds, 0);
+        assert_eq!(tracker.take(), [(2, 0), (2, 1)].into_iter().collect());
     }
 }

@@ -200,6 +200,7 @@ impl Host<'_> {
         joining: Joining,
         env: &mut LiveEnvironment,
         snapshot: Option<&[u8]>,
+        precopied: Option<(&diskcopy::WriteTracker, diskcopy::Precopied)>,
     ) -> anyhow::Result<Session> {
         let Joining {
             mut stream,
@@ -214,9 +215,14 @@ impl Host<'_> {
         };
         // A backup with disks of its own joining a running guest gets a copy
         // of this side's disks after the snapshot.
-        let copy = match (&self.disks, snapshot) {
-            (Ok(images), Some(_)) if args.non_shared_disk => Some(images.as_slice()),
-            (Err(why), Some(_)) if args.non_shared_disk => anyhow::bail!("{why}"),
+        let copy = match (&self.disks, snapshot, precopied) {
+            (Ok(images), Some(_), Some(precopied)) if args.non_shared_disk => {
+                Some((images.as_slice(), precopied))
+            }
+            (Ok(_), Some(_), None) if args.non_shared_disk => {
+                anyhow::bail!("the disks were not copied before the snapshot")
+            }
+            (Err(why), Some(_), _) if args.non_shared_disk => anyhow::bail!("{why}"),
             _ => None,
         };
         stream.write_all(
@@ -225,7 +231,7 @@ impl Host<'_> {
                 udp_port: self.udp.local_addr()?.port(),
                 snapshot: snapshot.map_or(0, |s| s.len() as u64),
                 epoch,
-                disks: copy.map_or(0, |images| images.len() as u64),
+                disks: copy.map_or(0, |(images, _)| images.len() as u64),
             }
             .encode(),
         )?;
@@ -234,23 +240,29 @@ impl Host<'_> {
                 anyhow::anyhow!("sending the snapshot to the backup at {peer}: {e}")
             })?;
         }
-        if let Some(images) = copy {
+        if let Some((images, (tracker, precopied))) = copy {
+            // The chunks written since the pre-copy's last round (the guest
+            // stands still now, its requests all done).
             let started = Instant::now();
             stream.set_write_timeout(Some(SNAPSHOT_STALL))?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &stream);
-            let copied = diskcopy::send(&mut out, images)
+            let left = tracker.take();
+            let last = diskcopy::send_chunks(&mut out, images, &left)
                 .and_then(|c| {
-                    out.flush()?;
+                    diskcopy::send_end(&mut out, images.len(), precopied.copied.data + c.data)?;
                     Ok(c)
                 })
                 .map_err(|e| anyhow::anyhow!("copying the disks to the backup at {peer}: {e:#}"))?;
             drop(out);
             stream.set_write_timeout(None)?;
             eprintln!(
-                "\r\nftvm primary: copied {} disk(s) to the new backup: {} MiB of data, {} MiB of zeros, in {} ms",
+                "\r\nftvm primary: copied {} disk(s) to the new backup: {} MiB of data and {} MiB of zeros while the guest ran ({} rounds after the first pass), then {} chunk(s) ({} KiB of data) in {} ms with it stopped",
                 images.len(),
-                copied.data >> 20,
-                copied.zeros >> 20,
+                precopied.copied.data >> 20,
+                precopied.copied.zeros >> 20,
+                precopied.rounds,
+                left.len(),
+                last.data >> 10,
                 started.elapsed().as_millis()
             );
         }
@@ -517,16 +529,39 @@ fn serve(
         },
     };
     loop {
-        // With disks of its own, the new backup gets a copy of them: the
-        // requests in flight finish first, so that the copy holds what they
-        // wrote (their completions reach the guest after the snapshot, in
-        // the log).
+        // With disks of its own, the new backup gets a copy of them: first
+        // while the guest runs (the chunks it writes meanwhile are sent
+        // again), then, with the guest stopped and its requests in flight
+        // finished (their completions reach the guest after the snapshot,
+        // in the log), what it wrote since.
+        let mut tracker = None;
+        let mut precopied = None;
+        let mut failed = None;
+        if let (Some(m), true, Ok(images)) = (machine.as_mut(), args.non_shared_disk, &host.disks) {
+            let t = Arc::new(diskcopy::WriteTracker::default());
+            match precopy_running(m, env, host, &joining, images, &t, &quit) {
+                Ok(Precopy::Done(done)) => {
+                    tracker = Some(t);
+                    precopied = Some(done);
+                }
+                Ok(Precopy::Ended(step)) => return Ok(step),
+                Err(e) => failed = Some(format!("copying the disks while the guest runs: {e:#}")),
+            }
+        }
         let drain_started = Instant::now();
-        if machine.is_some() && args.non_shared_disk && !env.drain_in_flight(DRAIN_LIMIT) {
-            eprintln!(
-                "\r\nftvm primary: the new backup cannot join: disk requests in flight did not finish in {} s",
+        if failed.is_none()
+            && machine.is_some()
+            && args.non_shared_disk
+            && !env.drain_in_flight(DRAIN_LIMIT)
+        {
+            failed = Some(format!(
+                "disk requests in flight did not finish in {} s",
                 DRAIN_LIMIT.as_secs()
-            );
+            ));
+        }
+        if let Some(why) = failed {
+            host.backends.track_writes(None);
+            eprintln!("\r\nftvm primary: the new backup cannot join: {why}");
             host.wanted.store(true, Ordering::SeqCst);
             match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
                 Alone::Ended(step) => return Ok(step),
@@ -551,11 +586,14 @@ fn serve(
             }
             None => None,
         };
-        let session = match host.start_session(
+        let started = host.start_session(
             joining,
             env,
             snapshot.as_ref().map(|(b, _)| b.as_slice()),
-        ) {
+            tracker.as_deref().zip(precopied),
+        );
+        host.backends.track_writes(None);
+        let session = match started {
             Ok(mut session) => {
                 if let (Some((_, started)), Some(m)) = (&snapshot, &machine) {
                     let stopped = started.elapsed();
@@ -612,6 +650,63 @@ fn serve(
             }
         }
     }
+}
+
+/// How a pre-copy ended.
+enum Precopy {
+    /// The disks are copied but for what the tracker holds.
+    Done(diskcopy::Precopied),
+    /// The guest run ended meanwhile.
+    Ended(Step),
+}
+
+/// Copies `images` to the backup joining on `joining` while the guest runs
+/// alone (on this thread; the copy goes on a thread of its own), with the
+/// disks telling `tracker` of every range they write from now on.
+fn precopy_running(
+    machine: &mut Machine,
+    env: &mut LiveEnvironment,
+    host: &Host<'_>,
+    joining: &Joining,
+    images: &[Image],
+    tracker: &Arc<diskcopy::WriteTracker>,
+    quit: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> anyhow::Result<Precopy> {
+    host.backends.track_writes(Some(tracker.clone()));
+    let out = joining.stream.try_clone()?;
+    out.set_write_timeout(Some(SNAPSHOT_STALL))?;
+    let (images, copier_tracker) = (images.to_vec(), tracker.clone());
+    let started = Instant::now();
+    let copier = std::thread::Builder::new()
+        .name("disk-precopy".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+            diskcopy::precopy(&mut out, &images, &copier_tracker)
+        })?;
+    eprintln!(
+        "\r\nftvm primary: a new backup with disks of its own connected from {}: copying the disks while the guest runs",
+        joining.peer
+    );
+    while !copier.is_finished() {
+        let step = machine.step(env)?;
+        let out = machine.take_console_output();
+        if !out.is_empty() {
+            super::lock(&host.console).write(&out);
+        }
+        match step {
+            Step::Running | Step::Reboot if !quit.get() => {}
+            Step::Running | Step::Reboot => return Ok(Precopy::Ended(Step::Running)),
+            other => return Ok(Precopy::Ended(other)),
+        }
+    }
+    let done = copier
+        .join()
+        .map_err(|_| anyhow::anyhow!("the disk copy's thread panicked"))??;
+    eprintln!(
+        "\r\nftvm primary: copied the disks while the guest ran in {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(Precopy::Done(done))
 }
 
 /// `d` in ticks of the guest's time base.

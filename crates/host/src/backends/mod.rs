@@ -15,7 +15,7 @@ mod error;
 pub mod nbd;
 pub mod tap;
 
-pub use disk::{Disk, DiskDone, DiskIoError, DiskOp};
+pub use disk::{Disk, DiskDone, DiskIoError, DiskOp, WriteObserver};
 pub use entropy::Entropy;
 pub use error::BackendError;
 pub use tap::Tap;

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{BackendError, ExitCounter, Notify};
+pub use order::WriteObserver;
 pub(crate) use order::{Gate, Ticket};
 
 /// How long closing waits for requests in flight before forcing the backend down.
@@ -262,6 +263,14 @@ impl Disk {
         if let Some(kick) = &self.kick {
             kick();
         }
+    }
+
+    /// Sets (or, with `None`, clears) what is told of every byte range a
+    /// write or discard changed, as `(offset, len)`, once the request is
+    /// done and before its completion is delivered (a side copying its disk
+    /// to a new backup while the guest runs sends those ranges again).
+    pub fn set_write_observer(&self, observer: Option<WriteObserver>) {
+        self.gate.set_write_observer(observer);
     }
 
     /// Finishes every submitted request and stops the backend's threads.

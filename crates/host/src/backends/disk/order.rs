@@ -53,11 +53,21 @@ struct State {
     closed: bool,
 }
 
+/// Told of each range a write or discard has changed, once it is done.
+pub type WriteObserver = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
 /// The ordering queue shared by a disk's submitter and its worker threads.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Gate {
     state: Mutex<State>,
     changed: Condvar,
+    observer: Mutex<Option<WriteObserver>>,
 }
 
 impl Gate {
@@ -128,11 +138,36 @@ impl Gate {
     /// Marks the request `seq` as finished, letting requests that wait on it start.
     pub(crate) fn finish(&self, seq: u64) {
         let mut state = self.lock();
+        let changed = state
+            .running
+            .iter()
+            .find(|extent| extent.seq == seq && extent.writes)
+            .map(|extent| (extent.start, extent.end - extent.start));
         state.running.retain(|extent| extent.seq != seq);
         // Only a waiting request can have been held back by this one.
-        if !state.waiting.is_empty() {
+        let wake = !state.waiting.is_empty();
+        drop(state);
+        if wake {
             self.changed.notify_all();
         }
+        if let Some((offset, len)) = changed {
+            let observer = self
+                .observer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(observer) = observer {
+                observer(offset, len);
+            }
+        }
+    }
+
+    /// Sets (or clears) what is told of every range changed from now on.
+    pub(crate) fn set_write_observer(&self, observer: Option<WriteObserver>) {
+        *self
+            .observer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = observer;
     }
 
     fn first_ready(state: &State) -> Option<usize> {
@@ -309,5 +344,48 @@ mod tests {
         }
 
         assert_eq!((ids[0].0, ids[1].0, third.0, fourth.0), (1, 2, 3, 4));
+    }
+
+    #[test]
+    fn test_write_observer_is_told_of_writes_and_discards_once_finished() {
+        let gate = Gate::default();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        gate.set_write_observer(Some(std::sync::Arc::new(move |offset, len| {
+            sink.lock().expect("lock").push((offset, len));
+        })));
+        gate.push(
+            1,
+            DiskOp::Write {
+                offset: 4096,
+                data: vec![1; 512],
+            },
+        );
+        gate.push(
+            2,
+            DiskOp::Read {
+                offset: 0,
+                len: 512,
+            },
+        );
+        gate.push(
+            3,
+            DiskOp::Discard {
+                offset: 1 << 20,
+                len: 8192,
+            },
+        );
+        let tickets: Vec<Ticket> = std::iter::from_fn(|| gate.try_take()).collect();
+        assert_eq!(tickets.len(), 3);
+        assert!(seen.lock().expect("lock").is_empty(), "told before done");
+
+        for t in &tickets {
+            gate.finish(t.seq);
+        }
+
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![(4096, 512), (1 << 20, 8192)]
+        );
     }
 }
