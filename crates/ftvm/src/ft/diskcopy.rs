@@ -650,12 +650,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn test_corrupt_data_is_refused_naming_slot_and_offset() {
-        let dir = Dir::new("corrupt");
+    /// A source, a stale target of its size, and the copy of the source.
+    fn copied(tag: &str) -> (Dir, Image, Vec<u8>) {
+        let dir = Dir::new(tag);
         let src = source(&dir);
         let dst = target(&dir, "dst.img", SIZE);
-        let (mut stream, _) = sent(std::slice::from_ref(&src));
+        let (stream, _) = sent(std::slice::from_ref(&src));
+        (dir, dst, stream)
+    }
+
+    #[test]
+    fn test_corrupt_data_is_refused_naming_slot_and_offset() {
+        let (_dir, dst, mut stream) = copied("corrupt");
         // The first data byte follows the DiskImage and DiskData messages.
         stream[2 * MESSAGE_LEN] ^= 0x40;
 
@@ -668,10 +674,7 @@ mod tests {
 
     #[test]
     fn test_a_truncated_copy_is_an_error() {
-        let dir = Dir::new("short");
-        let src = source(&dir);
-        let dst = target(&dir, "dst.img", SIZE);
-        let (stream, _) = sent(std::slice::from_ref(&src));
+        let (_dir, dst, stream) = copied("short");
         for cut in [10, MESSAGE_LEN + 3, 2 * MESSAGE_LEN + 100, stream.len() - 1] {
             let err = receive(&mut &stream[..cut], std::slice::from_ref(&dst), 1)
                 .expect_err("a cut copy accepted");

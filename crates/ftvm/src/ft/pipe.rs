@@ -813,11 +813,7 @@ mod tests {
         let (pipe, mut log) = pipe_in_a_long_gap();
         frame_into(&mut log, 1, 20);
         pipe.flush();
-        let taker = pipe.clone();
-        let (done, taken) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(taker.take(Duration::from_secs(3600)).map(|c| c.len()));
-        });
+        let taken = spawn_take(&pipe);
         assert!(
             taken.recv_timeout(Duration::from_millis(100)).is_err(),
             "sent before the last send was acknowledged"
@@ -843,15 +839,21 @@ mod tests {
         (pipe, log)
     }
 
-    /// The length of what the sender takes next, failing the test if the
-    /// sender is still waiting after a minute.
-    fn next_take(pipe: &Arc<LogPipe>) -> Option<usize> {
+    /// A sender thread taking the next chunk of `pipe`; its length comes on
+    /// the channel returned.
+    fn spawn_take(pipe: &Arc<LogPipe>) -> std::sync::mpsc::Receiver<Option<usize>> {
         let taker = pipe.clone();
         let (done, taken) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(taker.take(Duration::from_secs(3600)).map(|c| c.len()));
         });
         taken
+    }
+
+    /// The length of what the sender takes next, failing the test if the
+    /// sender is still waiting after a minute.
+    fn next_take(pipe: &Arc<LogPipe>) -> Option<usize> {
+        spawn_take(pipe)
             .recv_timeout(Duration::from_secs(60))
             .expect("the sender waited out the hour-long gap")
     }
