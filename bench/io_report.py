@@ -3,8 +3,8 @@
 
 RUNS.jsonl has one object per guest run (io_run.py's output plus emu and test). The
 table gives, per metric, ftvm's and QEMU's MB/s (10^6 bytes/s), ftvm/QEMU and whether
-that ratio meets the target (>= 0.5). Exit status 1 if any run failed or a metric is
-missing on a side that ran.
+that ratio meets the target (>= 0.5). Exit status 1 if any run failed or a metric of
+a test that ran is missing (tests left out with TESTS are not missing).
 """
 import json
 import sys
@@ -33,7 +33,6 @@ def main():
             args = args[1:]
     runs = [json.loads(line) for line in open(runs_path) if line.strip()]
     by = {(r["emu"], r["test"]): r for r in runs}
-    emus = sorted({r["emu"] for r in runs})
     rows = []
     bad = False
     for r in runs:
@@ -46,7 +45,7 @@ def main():
             res = r["results"].get(metric) if r else None
             row[emu] = res["mb_s"] if res else None
             row[f"{emu}_detail"] = res
-            if emu in emus and row[emu] is None:
+            if (emu, test) in by and row[emu] is None:
                 bad = True
         f, q = row["ftvm"], row["qemu"]
         row["ratio"] = f / q if f is not None and q else None
