@@ -247,3 +247,47 @@ fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() 
 
     assert!(why.contains("it took nothing for"), "{why}\n{text}");
 }
+
+/// A side running alone with disks of its own copies them to a backup that
+/// joins; a backup that shares its disks refuses the copy, naming why, and
+/// the side goes on alone.
+#[test]
+fn test_a_backup_sharing_its_disks_refuses_a_disk_copy_by_name() {
+    let dir = TempDir::new("ft-copyrefused");
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    sparse_image(&a, 32 << 20);
+    sparse_image(&b, 32 << 20);
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let shared = ["--arbiter", &arbiter];
+    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
+    let disk = |p: &Path| os(&["--disk", &format!("path={}", p.display())]);
+    let primary = Vm::spawn(None, &side("primary", port, &own, &disk(&a), cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &own, &disk(&b), cmd));
+    primary.console().wait_for_line("n 3", GUARD);
+    let _ = backup.kill();
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
+
+    let (status, out) = Vm::spawn(None, &side("backup", port, &shared, &disk(&b), cmd)).wait(GUARD);
+    // Either the copy or the snapshot after it finds the backup gone.
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the new backup c", GUARD);
+    let after = primary.console().text().matches("\nn ").count();
+    primary
+        .console()
+        .wait_for_line(&format!("n {}", after + 3), GUARD);
+    let text = primary.kill();
+
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{out}");
+    assert!(
+        out.contains(
+            "the primary copies its disks to this side (it has --non-shared-disk), but this side shares them"
+        ),
+        "{out}"
+    );
+    assert!(!text.contains("paired again"), "{text}");
+}

@@ -407,6 +407,16 @@ pub fn run(
                     }
                 }
             }
+            Message::DiskImage { .. } | Message::DiskData { .. } | Message::DiskZero { .. } => {
+                match &setup.disks {
+                    Err(why) if args.non_shared_disk => anyhow::bail!(
+                        "the primary copies its disks to this side, which cannot take them: {why}"
+                    ),
+                    _ => anyhow::bail!(
+                        "the primary copies its disks to this side (it has --non-shared-disk), but this side shares them"
+                    ),
+                }
+            }
             other => break other,
         }
     };
