@@ -562,6 +562,8 @@ fn serve(
         if let Some(why) = failed {
             host.backends.track_writes(None);
             eprintln!("\r\nftvm primary: the new backup cannot join: {why}");
+            // Its connection closes: it stops waiting for a welcome.
+            drop(joining);
             host.wanted.store(true, Ordering::SeqCst);
             match run_alone(machine.as_mut(), env, host, None, joins, &quit)? {
                 Alone::Ended(step) => return Ok(step),
