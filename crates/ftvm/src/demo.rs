@@ -7,8 +7,8 @@
 //! going live and the workload going on; then prints the failover time
 //! (SIGKILL to the first console output of the new primary) and whether the
 //! numbered lines had a gap. With `--rejoin`, a new backup then joins the
-//! new primary (a snapshot of the running guest, then the log) and the new
-//! primary is killed in turn.
+//! new primary (its RAM copied while the guest runs, then a snapshot and the
+//! pages written since, then the log) and the new primary is killed in turn.
 //!
 //! With `--net` (root), the pair runs on a network of namespaces and a TCP
 //! client keeps one connection to a counter service in the guest across the
@@ -37,9 +37,9 @@ pub struct DemoArgs {
     #[arg(long)]
     net: bool,
     /// Re-protection too: after the failover, start a new backup (where the
-    /// primary was) that joins the new primary with a snapshot of the
-    /// running guest, then kill the new primary as well and show the third
-    /// process carrying the workload on.
+    /// primary was) that joins the new primary with a copy of the running
+    /// guest, then kill the new primary as well and show the third process
+    /// carrying the workload on.
     #[arg(long)]
     rejoin: bool,
 }
@@ -391,7 +391,7 @@ fn rejoin(
 ) -> anyhow::Result<Second> {
     let mut newer = spawn("new backup", &new_args, &dir.join("new-backup.log"), netns)?;
     println!(
-        "ftvm demo: a new backup (pid {}) joins the new primary: it gets a snapshot of the running guest, then the log",
+        "ftvm demo: a new backup (pid {}) joins the new primary: it gets the guest's RAM while the guest runs, then a snapshot and the pages written since, then the log",
         newer.child.id()
     );
     let live_log = dir.join("backup.log");
@@ -422,7 +422,10 @@ fn rejoin(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    for line in read(&live_log).lines().filter(|l| l.contains("snapshot")) {
+    for line in read(&live_log)
+        .lines()
+        .filter(|l| l.contains("snapshot") || l.contains("RAM"))
+    {
         println!("ftvm demo: {}", line.trim().trim_start_matches("ftvm "));
     }
     let paired_until = Instant::now() + Duration::from_secs(args.watch);

@@ -190,8 +190,8 @@ fn sha256_bytes(data: &[u8]) -> String {
 }
 
 /// A new backup that says hello to a primary running alone and then reads
-/// nothing (so the snapshot cannot be sent) is given up after a few seconds
-/// of no progress; the guest, which stood still meanwhile, goes on alone.
+/// nothing (so the copy of RAM, sent while the guest runs, cannot go) is
+/// given up after a few seconds of no progress; the guest goes on alone.
 #[test]
 fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() {
     use std::io::Write;
@@ -231,7 +231,7 @@ fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() 
         .expect("say hello");
     let why = primary
         .console()
-        .wait_for_line("ftvm primary: the new backup could not join:", GUARD);
+        .wait_for_line("ftvm primary: the new backup cannot join:", GUARD);
     let last = primary
         .console()
         .text()

@@ -371,6 +371,51 @@ impl Machine {
         snapshot::decode(config, bytes)
     }
 
+    /// [`Machine::snapshot`] with no RAM in it (every page reads as zero):
+    /// for a copy whose RAM travels apart, while the guest runs
+    /// ([`Machine::take_dirty_pages`] tells what to send again), and is put
+    /// in place with [`Machine::replace_ram`].
+    pub fn snapshot_without_ram(&self) -> Vec<u8> {
+        snapshot::encode_without_ram(self)
+    }
+
+    /// Guest RAM, as bytes.
+    pub fn ram(&self) -> &[u8] {
+        self.hart.memory().as_bytes()
+    }
+
+    /// The RAM pages (by index, 4 KiB each) written since the last call,
+    /// or since the last digest: a superset of those really written. The
+    /// RAM digest's page hashes are forgotten too (the next
+    /// [`Machine::digest`] hashes all of RAM again), since the pages taken
+    /// here are no longer there for it.
+    pub fn take_dirty_pages(&mut self) -> Vec<usize> {
+        self.ram_hasher = digest::RamHasher::default();
+        self.hart.take_dirty_pages()
+    }
+
+    /// Replaces all of guest RAM with `ram` (exactly the RAM's size): the
+    /// RAM of a machine restored from [`Machine::snapshot_without_ram`].
+    pub fn replace_ram(&mut self, ram: &[u8]) -> Result<(), snapshot::SnapshotError> {
+        let size = self.config.memory_size;
+        if ram.len() as u64 != size {
+            return Err(snapshot::SnapshotError::RamSize {
+                got: ram.len() as u64,
+                expected: size,
+            });
+        }
+        self.hart
+            .memory_mut()
+            .write_bytes(layout::DRAM_BASE, ram)
+            .map_err(|_| snapshot::SnapshotError::RamSize {
+                got: ram.len() as u64,
+                expected: size,
+            })?;
+        self.hart.take_dirty_pages();
+        self.ram_hasher = digest::RamHasher::default();
+        Ok(())
+    }
+
     /// The requests the virtio devices handed to their host backends and
     /// that are not completed, with their slots, in slot order: what a
     /// machine restored from a [`Machine::snapshot`] waits for.

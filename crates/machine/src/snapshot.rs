@@ -242,6 +242,14 @@ pub enum SnapshotError {
         /// The page stored before it.
         previous: u64,
     },
+    /// RAM given to replace a machine's is not the RAM's size.
+    #[error("the RAM given is {got} bytes, the machine's is {expected}")]
+    RamSize {
+        /// Bytes given.
+        got: u64,
+        /// The machine's RAM size.
+        expected: u64,
+    },
     /// A RAM page of zeros, which a snapshot never stores.
     #[error("RAM page {index} is stored but holds only zeros")]
     ZeroPage {
@@ -697,6 +705,15 @@ fn read_option<'a, T>(
 
 /// Writes the snapshot of `machine`.
 pub(crate) fn encode(machine: &Machine) -> Vec<u8> {
+    encode_with(machine, true)
+}
+
+/// Writes the snapshot of `machine` with no RAM pages (RAM reads as zeros).
+pub(crate) fn encode_without_ram(machine: &Machine) -> Vec<u8> {
+    encode_with(machine, false)
+}
+
+fn encode_with(machine: &Machine, ram: bool) -> Vec<u8> {
     let mut w = Writer { out: Vec::new() };
     w.out.extend_from_slice(&MAGIC);
     w.put_u16(VERSION);
@@ -720,7 +737,11 @@ pub(crate) fn encode(machine: &Machine) -> Vec<u8> {
             write_virtio(w, &device.state());
         }
     });
-    w.section(RAM, |w| write_ram(w, machine.hart.memory().as_bytes()));
+    if ram {
+        w.section(RAM, |w| write_ram(w, machine.hart.memory().as_bytes()));
+    } else {
+        w.section(RAM, |w| w.put_u64(0));
+    }
     let len = (w.out.len() + TRAILER_LEN) as u64;
     w.out[10..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     let crc = ftvm_replay::crc32c(&w.out);

@@ -101,6 +101,56 @@ fn test_restored_machine_runs_on_exactly_like_the_original() {
     );
 }
 
+/// A copy the way a new FT backup gets one: RAM copied while the machine
+/// runs on, the pages it wrote meanwhile copied again, then a snapshot
+/// without RAM and the pages written since: the copy runs on exactly like
+/// the original.
+#[test]
+fn test_ram_copied_while_running_plus_a_snapshot_without_ram_runs_on_like_the_original() {
+    let (mut original, mut env) = running(30);
+    original.take_dirty_pages();
+    let mut ram = original.ram().to_vec();
+    for _ in 0..20 {
+        original.step(&mut env).expect("step");
+    }
+    let page = 4096;
+    let mut again = original.take_dirty_pages();
+    for _ in 0..20 {
+        original.step(&mut env).expect("step");
+    }
+    again.extend(original.take_dirty_pages());
+    for index in again {
+        let range = index * page..((index + 1) * page).min(ram.len());
+        ram[range.clone()].copy_from_slice(&original.ram()[range]);
+    }
+    let snapshot = original.snapshot_without_ram();
+    let mut restored_env = env.clone();
+
+    let mut restored = Machine::from_snapshot(config(), &snapshot).expect("the snapshot restores");
+    restored.replace_ram(&ram).expect("RAM of the right size");
+    let digests = (original.digest(), restored.digest());
+    let original_run = run_on(&mut original, &mut env, 40);
+    let restored_run = run_on(&mut restored, &mut restored_env, 40);
+
+    assert!(snapshot.len() < original.snapshot().len());
+    assert_eq!(restored.ram(), original.ram());
+    assert_eq!(digests.0, digests.1);
+    assert_eq!(original_run, restored_run);
+}
+
+#[test]
+fn test_replacing_ram_of_another_size_is_refused() {
+    let (mut vm, _) = running(0);
+    let size = vm.ram().len() as u64;
+
+    let err = vm.replace_ram(&[0u8; 4096]).expect_err("too small");
+
+    assert!(
+        matches!(err, SnapshotError::RamSize { got: 4096, expected } if expected == size),
+        "{err}"
+    );
+}
+
 #[test]
 fn test_snapshot_then_restore_then_snapshot_gives_the_same_bytes_at_power_on() {
     let (vm, _) = running(0);

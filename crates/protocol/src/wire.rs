@@ -17,11 +17,18 @@
 //! | 1    | `Heartbeat` | from (0 primary, 1 backup), epoch, released, received, mtime     |
 //! | 2    | `Ack`       | received, executed icount, executed mtime                        |
 //! | 3    | `Hello`     | the backup's UDP port (first message of the backup on TCP)       |
-//! | 4    | `Welcome`   | the primary's UDP port, snapshot length, epoch, disks copied (first message of the primary on TCP) |
+//! | 4    | `Welcome`   | the primary's UDP port, snapshot length, epoch, disks copied, RAM apart (first message of the primary on TCP once the copies before it are sent) |
 //! | 5    | `DiskImage` | slot, size in bytes (a disk's content follows)                   |
 //! | 6    | `DiskData`  | slot, offset, length, XXH3-64 of the bytes (which follow it)     |
 //! | 7    | `DiskZero`  | slot, offset, length (the range reads as zeros)                  |
 //! | 8    | `DiskEnd`   | disks copied, data bytes sent                                    |
+//! | 9    | `RamRun`    | first page, page count, XXH3-64 of the bytes (which follow it)   |
+//! | 10   | `RamEnd`    | pages sent in all                                                |
+//!
+//! A new backup joining a running guest gets its RAM apart from the
+//! snapshot (a `Welcome` with RAM apart set; the snapshot then holds no
+//! RAM): `RamRun`s before the `Welcome`, sent while the guest runs, and
+//! after the snapshot the pages written since, closed by `RamEnd`.
 //!
 //! The disk messages come after a `Welcome` whose disk count is not zero
 //! (a new backup with its own disks joining a running guest), after the
@@ -93,6 +100,23 @@ pub enum Message {
         /// Disks whose content follows the snapshot (`--non-shared-disk`: a
         /// new backup gets a copy of the running side's disks); 0: none.
         disks: u64,
+        /// The snapshot holds no RAM: it came in [`Message::RamRun`]s before
+        /// the `Welcome`, and the pages written since follow the snapshot.
+        ram_apart: bool,
+    },
+    /// `count` pages of guest RAM from page `first` on; the bytes follow.
+    RamRun {
+        /// The first page (RAM offset / 4096).
+        first: u64,
+        /// Pages (at most [`RAM_RUN_PAGES`]).
+        count: u64,
+        /// XXH3-64 of the bytes.
+        hash: u64,
+    },
+    /// The end of a RAM copy.
+    RamEnd {
+        /// Pages sent in [`Message::RamRun`]s in all.
+        pages: u64,
     },
     /// The content of the disk in `slot` follows, `size` bytes in all.
     DiskImage {
@@ -132,6 +156,9 @@ pub enum Message {
 
 /// The most bytes one [`Message::DiskData`] carries.
 pub const DISK_CHUNK: u64 = 1 << 20;
+
+/// The most pages (of 4 KiB) one [`Message::RamRun`] carries.
+pub const RAM_RUN_PAGES: u64 = 256;
 
 /// Why bytes are not a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -213,7 +240,18 @@ impl Message {
                 snapshot,
                 epoch,
                 disks,
-            } => (4, session, [u64::from(udp_port), snapshot, epoch, disks, 0]),
+                ram_apart,
+            } => (
+                4,
+                session,
+                [
+                    u64::from(udp_port),
+                    snapshot,
+                    epoch,
+                    disks,
+                    u64::from(ram_apart),
+                ],
+            ),
             Message::DiskImage { slot, size } => (5, 0, [slot, size, 0, 0, 0]),
             Message::DiskData {
                 slot,
@@ -223,6 +261,8 @@ impl Message {
             } => (6, 0, [slot, offset, len, hash, 0]),
             Message::DiskZero { slot, offset, len } => (7, 0, [slot, offset, len, 0, 0]),
             Message::DiskEnd { disks, bytes } => (8, 0, [disks, bytes, 0, 0, 0]),
+            Message::RamRun { first, count, hash } => (9, 0, [first, count, hash, 0, 0]),
+            Message::RamEnd { pages } => (10, 0, [pages, 0, 0, 0, 0]),
         };
         out[5] = kind;
         out[8..16].copy_from_slice(&session.to_le_bytes());
@@ -300,17 +340,21 @@ impl Message {
                     udp_port: port(f[0])?,
                 })
             }
-            4 => {
-                unused_zero(4)?;
-                Ok(Message::Welcome {
-                    session,
-                    udp_port: port(f[0])?,
-                    snapshot: f[1],
-                    epoch: f[2],
-                    disks: f[3],
-                })
-            }
-            5..=8 if session != 0 => Err(WireError::Malformed("a disk message carries a session")),
+            4 => Ok(Message::Welcome {
+                session,
+                udp_port: port(f[0])?,
+                snapshot: f[1],
+                epoch: f[2],
+                disks: f[3],
+                ram_apart: match f[4] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::Malformed("RAM apart is neither 0 nor 1")),
+                },
+            }),
+            5..=10 if session != 0 => Err(WireError::Malformed(
+                "a disk or RAM message carries a session",
+            )),
             5 => {
                 unused_zero(2)?;
                 Ok(Message::DiskImage {
@@ -347,6 +391,23 @@ impl Message {
                     bytes: f[1],
                 })
             }
+            9 => {
+                unused_zero(3)?;
+                if f[1] == 0 || f[1] > RAM_RUN_PAGES {
+                    return Err(WireError::Malformed(
+                        "RAM run page count is zero or above RAM_RUN_PAGES",
+                    ));
+                }
+                Ok(Message::RamRun {
+                    first: f[0],
+                    count: f[1],
+                    hash: f[2],
+                })
+            }
+            10 => {
+                unused_zero(1)?;
+                Ok(Message::RamEnd { pages: f[0] })
+            }
             k => Err(WireError::Kind(k)),
         }
     }
@@ -379,6 +440,7 @@ mod tests {
                 snapshot: 0,
                 epoch: 0,
                 disks: 0,
+                ram_apart: false,
             },
             Message::Welcome {
                 session: 10,
@@ -386,6 +448,7 @@ mod tests {
                 snapshot: 123_456_789,
                 epoch: 2,
                 disks: 1,
+                ram_apart: true,
             },
             Message::DiskImage {
                 slot: 0,
@@ -406,6 +469,12 @@ mod tests {
                 disks: 2,
                 bytes: 12_345,
             },
+            Message::RamRun {
+                first: 7,
+                count: RAM_RUN_PAGES,
+                hash: 42,
+            },
+            Message::RamEnd { pages: 1 << 17 },
         ]
     }
 
@@ -477,6 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn test_ram_run_of_no_pages_or_above_the_most_and_welcome_flag_above_1_are_refused() {
+        let m = Message::RamRun {
+            first: 0,
+            count: 1,
+            hash: 0,
+        };
+        for count in [0, RAM_RUN_PAGES + 1] {
+            assert!(matches!(
+                Message::decode(&with_field(m, 1, count)),
+                Err(WireError::Malformed(_))
+            ));
+        }
+        let w = Message::Welcome {
+            session: 1,
+            udp_port: 1,
+            snapshot: 1,
+            epoch: 0,
+            disks: 0,
+            ram_apart: true,
+        };
+        assert!(matches!(
+            Message::decode(&with_field(w, 4, 2)),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn test_disk_message_with_a_session_or_a_stray_field_is_refused() {
         let m = Message::DiskEnd { disks: 1, bytes: 2 };
         assert!(matches!(
@@ -501,9 +597,9 @@ mod tests {
         bad[4] = 1;
         assert_eq!(Message::decode(&bad), Err(WireError::Version(1)));
         let mut bad = good;
-        bad[5] = 9;
+        bad[5] = 11;
         let sum = fnv1a(&bad[..56]);
         bad[56..60].copy_from_slice(&sum.to_le_bytes());
-        assert_eq!(Message::decode(&bad), Err(WireError::Kind(9)));
+        assert_eq!(Message::decode(&bad), Err(WireError::Kind(11)));
     }
 }

@@ -383,11 +383,26 @@ pub fn run(
     // A primary running alone with disks of their own copies its disks
     // first, while its guest runs (the rest comes after the snapshot).
     let mut receiver: Option<super::diskcopy::Receiver> = None;
+    // And RAM, while its guest runs.
+    let mut ram: Option<super::ramcopy::RamReceiver> = None;
     let precopy_started = std::time::Instant::now();
     let welcome = loop {
         let message = read_message(&mut stream)
             .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
         match message {
+            Message::RamRun { .. } => {
+                if ram.is_none() {
+                    ram = Some(super::ramcopy::RamReceiver::new(setup.config.memory_size)?);
+                }
+                if let Some(r) = ram.as_mut() {
+                    if r.take(message, &mut stream)
+                        .map_err(|e| anyhow::anyhow!("receiving the primary's RAM: {e:#}"))?
+                        .is_some()
+                    {
+                        anyhow::bail!("the primary ended its RAM copy before welcoming us");
+                    }
+                }
+            }
             Message::DiskImage { .. } | Message::DiskData { .. } | Message::DiskZero { .. }
                 if setup.disks.is_ok() && args.non_shared_disk =>
             {
@@ -420,9 +435,14 @@ pub fn run(
             other => break other,
         }
     };
-    if receiver.is_some() {
+    if receiver.is_some() || ram.is_some() {
         eprintln!(
-            "ftvm backup: received the primary's disks while its guest ran, in {} ms",
+            "ftvm backup: received the primary's {} while its guest ran, in {} ms",
+            match (receiver.is_some(), ram.is_some()) {
+                (true, true) => "disks and RAM",
+                (true, false) => "disks",
+                _ => "RAM",
+            },
             precopy_started.elapsed().as_millis()
         );
     }
@@ -432,6 +452,7 @@ pub fn run(
         snapshot,
         epoch,
         disks: disks_copied,
+        ram_apart,
     } = welcome
     else {
         anyhow::bail!("the primary at {peer} sent {welcome:?} instead of welcome");
@@ -480,6 +501,36 @@ pub fn run(
             started.elapsed().as_millis()
         );
         Some(bytes)
+    };
+    // The RAM pages the primary's guest wrote since its last round.
+    let ram = if ram_apart {
+        if snapshot.is_none() {
+            anyhow::bail!("the primary sends RAM apart from a snapshot it does not send");
+        }
+        let mut r = match ram {
+            Some(r) => r,
+            None => super::ramcopy::RamReceiver::new(config.memory_size)?,
+        };
+        let started = std::time::Instant::now();
+        let pages = loop {
+            let message = read_message(&mut stream)
+                .map_err(|e| anyhow::anyhow!("receiving the primary's RAM: {e}"))?;
+            if let Some(pages) = r
+                .take(message, &mut stream)
+                .map_err(|e| anyhow::anyhow!("receiving the primary's RAM: {e:#}"))?
+            {
+                break pages;
+            }
+        };
+        eprintln!(
+            "ftvm backup: received the primary's RAM: {pages} pages in all, the last ones in {} ms",
+            started.elapsed().as_millis()
+        );
+        Some(r.into_ram())
+    } else if ram.is_some() {
+        anyhow::bail!("the primary sent RAM, then a snapshot that holds RAM of its own");
+    } else {
+        None
     };
     if disks_copied != 0 {
         if !args.non_shared_disk {
@@ -610,8 +661,13 @@ pub fn run(
     let mut machine = match snapshot {
         None => Machine::new(config, &mut env)?,
         Some(bytes) => {
-            let machine = Machine::from_snapshot(config, &bytes)
+            let mut machine = Machine::from_snapshot(config, &bytes)
                 .map_err(|e| anyhow::anyhow!("the primary's snapshot: {e}"))?;
+            if let Some(ram) = &ram {
+                machine
+                    .replace_ram(ram)
+                    .map_err(|e| anyhow::anyhow!("the primary's RAM: {e}"))?;
+            }
             // What the primary had in flight completes in the log; if it
             // fails first, this side issues it again.
             for (slot, request) in machine.in_flight_requests() {

@@ -20,6 +20,7 @@ pub mod diskcopy;
 pub mod gate;
 pub mod pipe;
 pub mod primary;
+pub mod ramcopy;
 
 use ftvm_protocol::{ArbiterAnswer, Config, Effect, Input, Message, Node, Role, MESSAGE_LEN};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -14,6 +14,7 @@
 use super::diskcopy::{self, Image};
 use super::gate::OutputGate;
 use super::pipe::LogPipe;
+use super::ramcopy;
 use super::{read_message, start_heartbeats, FtArgs, Hooks, Shared};
 use crate::console::Console;
 use crate::live::{Backends, LiveEnvironment};
@@ -47,6 +48,18 @@ pub struct PrimarySetup {
 /// How long sending a snapshot may make no progress before the new backup
 /// is given up.
 const SNAPSHOT_STALL: Duration = Duration::from_secs(5);
+
+/// `e`, named for what it means when a send to a joining backup times out:
+/// the backup took nothing for [`SNAPSHOT_STALL`].
+fn stalled(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("it took nothing for {} s", SNAPSHOT_STALL.as_secs()),
+        ),
+        _ => e,
+    }
+}
 
 /// How long the disk requests in flight may take to finish before a disk
 /// copy to a new backup is given up.
@@ -201,6 +214,7 @@ impl Host<'_> {
         env: &mut LiveEnvironment,
         snapshot: Option<&[u8]>,
         precopied: Option<(&diskcopy::WriteTracker, diskcopy::Precopied)>,
+        ram_tail: Option<&[u8]>,
     ) -> anyhow::Result<Session> {
         let Joining {
             mut stream,
@@ -232,12 +246,19 @@ impl Host<'_> {
                 snapshot: snapshot.map_or(0, |s| s.len() as u64),
                 epoch,
                 disks: copy.map_or(0, |(images, _)| images.len() as u64),
+                ram_apart: ram_tail.is_some(),
             }
             .encode(),
         )?;
         if let Some(bytes) = snapshot {
             send_snapshot(&mut stream, bytes).map_err(|e| {
                 anyhow::anyhow!("sending the snapshot to the backup at {peer}: {e}")
+            })?;
+        }
+        if let Some(tail) = ram_tail {
+            // The RAM pages written since the pre-copy's last round.
+            send_snapshot(&mut stream, tail).map_err(|e| {
+                anyhow::anyhow!("sending the last RAM pages to the backup at {peer}: {e}")
             })?;
         }
         if let Some((images, (tracker, precopied))) = copy {
@@ -548,6 +569,14 @@ fn serve(
                 Err(e) => failed = Some(format!("copying the disks while the guest runs: {e:#}")),
             }
         }
+        let mut ram_copied = None;
+        if let (Some(m), None) = (machine.as_mut(), &failed) {
+            match precopy_ram(m, env, host, &joining, &quit) {
+                Ok(Precopy::Done(done)) => ram_copied = Some(done),
+                Ok(Precopy::Ended(step)) => return Ok(step),
+                Err(e) => failed = Some(format!("copying RAM while the guest runs: {e:#}")),
+            }
+        }
         let drain_started = Instant::now();
         if failed.is_none()
             && machine.is_some()
@@ -573,10 +602,38 @@ fn serve(
                 }
             }
         }
+        // With RAM copied, the snapshot holds none; the pages written since
+        // the last round follow it.
+        let ram_tail = match (machine.as_mut(), ram_copied.as_mut()) {
+            (Some(m), Some(copied)) => {
+                let mut left = std::mem::take(&mut copied.left);
+                left.extend(ramcopy::dirty_pages(m));
+                left.sort_unstable();
+                left.dedup();
+                let mut tail = Vec::new();
+                let put = ramcopy::put_pages(&mut tail, m.ram(), &left);
+                tail.extend_from_slice(
+                    &Message::RamEnd {
+                        pages: copied.pages + put,
+                    }
+                    .encode(),
+                );
+                eprintln!(
+                    "\r\nftvm primary: {} RAM pages written since go with the guest stopped",
+                    left.len()
+                );
+                Some(tail)
+            }
+            _ => None,
+        };
         let snapshot = match &machine {
             Some(m) => {
                 let taking = Instant::now();
-                let bytes = m.snapshot();
+                let bytes = if ram_tail.is_some() {
+                    m.snapshot_without_ram()
+                } else {
+                    m.snapshot()
+                };
                 eprintln!(
                     "\r\nftvm primary: a new backup joins at icount {}: sending a {} MiB snapshot of the running guest (taken in {} ms)",
                     m.icount(),
@@ -593,6 +650,7 @@ fn serve(
             env,
             snapshot.as_ref().map(|(b, _)| b.as_slice()),
             tracker.as_deref().zip(precopied),
+            ram_tail.as_deref(),
         );
         host.backends.track_writes(None);
         let session = match started {
@@ -655,11 +713,101 @@ fn serve(
 }
 
 /// How a pre-copy ended.
-enum Precopy {
-    /// The disks are copied but for what the tracker holds.
-    Done(diskcopy::Precopied),
+enum Precopy<T> {
+    /// The copy is made but for what was written last.
+    Done(T),
     /// The guest run ended meanwhile.
     Ended(Step),
+}
+
+/// What a RAM pre-copy sent and left.
+struct RamCopied {
+    /// Pages sent while the guest ran.
+    pages: u64,
+    /// Rounds after the first pass.
+    rounds: usize,
+    /// Pages written during the last round, not sent yet.
+    left: Vec<usize>,
+}
+
+/// Sends guest RAM to the backup joining on `joining` while the guest runs
+/// alone on this thread: between two steps a slice of RAM (its non-zero
+/// pages), handed to a writer thread; then, round after round, the pages
+/// the guest wrote meanwhile, until at most [`ramcopy::LEFT`] remain or
+/// after [`ramcopy::ROUNDS`] rounds.
+fn precopy_ram(
+    machine: &mut Machine,
+    env: &mut LiveEnvironment,
+    host: &Host<'_>,
+    joining: &Joining,
+    quit: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> anyhow::Result<Precopy<RamCopied>> {
+    let mut out = joining.stream.try_clone()?;
+    out.set_write_timeout(Some(SNAPSHOT_STALL))?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    let writer = std::thread::Builder::new()
+        .name("ram-precopy".into())
+        .spawn(move || -> std::io::Result<()> {
+            for buf in rx {
+                out.write_all(&buf).map_err(stalled)?;
+            }
+            Ok(())
+        })?;
+    let started = Instant::now();
+    machine.take_dirty_pages();
+    let total = machine.ram().len().div_ceil(ramcopy::PAGE);
+    let mut next = 0;
+    let mut copied = RamCopied {
+        pages: 0,
+        rounds: 0,
+        left: Vec::new(),
+    };
+    let sent = loop {
+        let mut buf = Vec::new();
+        if next < total {
+            let to = (next + ramcopy::FIRST_PASS_SLICE).min(total);
+            copied.pages += ramcopy::put_nonzero(&mut buf, machine.ram(), next, to);
+            next = to;
+        } else {
+            let dirty = ramcopy::dirty_pages(machine);
+            if dirty.len() <= ramcopy::LEFT || copied.rounds >= ramcopy::ROUNDS {
+                copied.left = dirty;
+                break Ok(());
+            }
+            copied.pages += ramcopy::put_pages(&mut buf, machine.ram(), &dirty);
+            copied.rounds += 1;
+        }
+        if !buf.is_empty() && tx.send(buf).is_err() {
+            // The writer stopped: its error says why.
+            break Err(());
+        }
+        let step = machine.step(env)?;
+        let out = machine.take_console_output();
+        if !out.is_empty() {
+            super::lock(&host.console).write(&out);
+        }
+        match step {
+            Step::Running | Step::Reboot if !quit.get() => {}
+            Step::Running | Step::Reboot => return Ok(Precopy::Ended(Step::Running)),
+            other => return Ok(Precopy::Ended(other)),
+        }
+    };
+    drop(tx);
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the RAM copy's thread panicked"))?;
+    written.map_err(|e| anyhow::anyhow!("sending RAM: {e}"))?;
+    if sent.is_err() {
+        anyhow::bail!("sending RAM: the writer stopped");
+    }
+    eprintln!(
+        "\r\nftvm primary: copied {} MiB of RAM while the guest ran ({} rounds after the first pass) in {} ms; {} pages left",
+        (copied.pages * ramcopy::PAGE as u64) >> 20,
+        copied.rounds,
+        started.elapsed().as_millis(),
+        copied.left.len()
+    );
+    Ok(Precopy::Done(copied))
 }
 
 /// Copies `images` to the backup joining on `joining` while the guest runs
@@ -673,7 +821,7 @@ fn precopy_running(
     images: &[Image],
     tracker: &Arc<diskcopy::WriteTracker>,
     quit: &std::rc::Rc<std::cell::Cell<bool>>,
-) -> anyhow::Result<Precopy> {
+) -> anyhow::Result<Precopy<diskcopy::Precopied>> {
     host.backends.track_writes(Some(tracker.clone()));
     let out = joining.stream.try_clone()?;
     out.set_write_timeout(Some(SNAPSHOT_STALL))?;
@@ -683,7 +831,12 @@ fn precopy_running(
         .name("disk-precopy".into())
         .spawn(move || {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-            diskcopy::precopy(&mut out, &images, &copier_tracker)
+            diskcopy::precopy(&mut out, &images, &copier_tracker).map_err(|e| match e
+                .downcast::<std::io::Error>()
+            {
+                Ok(io) => stalled(io).into(),
+                Err(other) => other,
+            })
         })?;
     eprintln!(
         "\r\nftvm primary: a new backup with disks of its own connected from {}: copying the disks while the guest runs",
