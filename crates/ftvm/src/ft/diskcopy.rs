@@ -505,11 +505,11 @@ impl Receiver {
                         t.slot
                     );
                 }
-                for t in &self.targets {
-                    t.file
-                        .sync_data()
-                        .map_err(|e| anyhow::anyhow!("syncing {}: {e}", t.path.display()))?;
-                }
+                // Not synced here: the guest's own flush requests, which
+                // this side replays on its copy, make what it needs
+                // durable, and a sync of the whole image now would hold
+                // the first acknowledgements (and the primary's outputs)
+                // back for as long as it takes.
                 return Ok(Some(self.copied));
             }
             other => anyhow::bail!("the disk copy holds {other:?}"),
