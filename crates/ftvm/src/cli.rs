@@ -240,9 +240,16 @@ pub struct PrimaryArgs {
 /// `ftvm backup`.
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
-    /// The primary's `--listen` address.
+    /// The primary's `--listen` address (with `--spare`, give every side's:
+    /// the primary's `--listen` and the backup's `--listen`).
+    #[arg(long, required = true)]
+    peer: Vec<std::net::SocketAddr>,
+    /// Wait as a spare: ask each `--peer` every second to take this side
+    /// as its new backup, until one that runs alone (its backup gone, or
+    /// gone live) does; then run as its backup. Re-protection without an
+    /// operator.
     #[arg(long)]
-    peer: std::net::SocketAddr,
+    spare: bool,
     /// Once this side has gone live, take a new backup on this address (it
     /// joins with a snapshot of the running guest), as a primary whose
     /// backup is gone does on its `--listen` address.
@@ -675,7 +682,8 @@ fn primary(args: PrimaryArgs) -> anyhow::Result<ExitCode> {
 fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let p = prepare(&args.vm, &args.serial)?;
     crate::ft::backup::run(
-        args.peer,
+        &args.peer,
+        args.spare,
         args.listen,
         &args.ft,
         crate::ft::backup::BackupSetup {

@@ -291,3 +291,72 @@ fn test_a_backup_sharing_its_disks_refuses_a_disk_copy_by_name() {
     );
     assert!(!text.contains("paired again"), "{text}");
 }
+
+/// Re-protection without an operator: a spare (`ftvm backup --spare`) given
+/// both sides' addresses waits while the pair is whole; when the primary
+/// dies and the backup goes live, the spare joins it by itself, and when
+/// that side dies in turn the spare goes live and the guest goes on.
+#[test]
+fn test_a_spare_joins_the_side_left_alone_and_takes_over_when_it_dies() {
+    let dir = TempDir::new("ft-spare");
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let (p_port, b_port) = (free_port(), free_port());
+    let b_addr = format!("127.0.0.1:{b_port}");
+    let ft = ["--arbiter", &arbiter];
+    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"tick $i\"; usleep 10000; done";
+    let primary = Vm::spawn(None, &side("primary", p_port, &ft, &[], cmd));
+    let backup = Vm::spawn(
+        None,
+        &side("backup", p_port, &ft, &os(&["--listen", &b_addr]), cmd),
+    );
+    primary
+        .console()
+        .wait_for_line("ftvm primary: backup connected from", GUARD);
+    let spare = Vm::spawn(
+        None,
+        &side(
+            "backup",
+            p_port,
+            &ft,
+            &os(&["--peer", &b_addr, "--spare"]),
+            cmd,
+        ),
+    );
+    primary.console().wait_for_line("tick 30", GUARD);
+    spare
+        .console()
+        .wait_for_line("ftvm backup: spare: waiting for one of", GUARD);
+
+    let _ = primary.kill();
+    backup
+        .console()
+        .wait_for_line("ftvm backup: live at icount", GUARD);
+    spare
+        .console()
+        .wait_for_line("ftvm backup: joined the running guest at icount", GUARD);
+    backup
+        .console()
+        .wait_for_line("ftvm primary: the backup has the snapshot", GUARD);
+    let _ = backup.kill();
+    spare
+        .console()
+        .wait_for_line("ftvm backup: live at icount", GUARD);
+    let last = spare
+        .console()
+        .text()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    spare
+        .console()
+        .wait_for_line(&format!("tick {}", last + 20), GUARD);
+    let text = spare.kill();
+
+    assert!(
+        text.contains(&format!(
+            "ftvm backup: spare: {b_addr} takes this side as its new backup"
+        )),
+        "{text}"
+    );
+}

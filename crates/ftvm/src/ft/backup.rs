@@ -355,7 +355,8 @@ fn fingerprint(record: &[u8]) -> Vec<String> {
 /// With `listen`, once live this side takes new backups there, as a primary
 /// whose backup is gone does ([`super::primary::protect`]).
 pub fn run(
-    peer: SocketAddr,
+    peers: &[SocketAddr],
+    spare: bool,
     listen: Option<SocketAddr>,
     args: &FtArgs,
     setup: BackupSetup,
@@ -370,25 +371,31 @@ pub fn run(
         ),
         None => None,
     };
-    let mut stream = connect(peer)?;
-    stream.set_nodelay(true)?;
-    let udp = UdpSocket::bind(SocketAddr::new(stream.local_addr()?.ip(), 0))?;
-    stream.write_all(
-        &Message::Hello {
-            udp_port: udp.local_addr()?.port(),
-        }
-        .encode(),
-    )?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (mut stream, peer, udp, first) = if spare {
+        wait_as_spare(peers)?
+    } else {
+        let [peer] = peers else {
+            anyhow::bail!(
+                "--peer is given {} times: more than one is for --spare",
+                peers.len()
+            );
+        };
+        let (stream, udp) = hello(*peer, connect(*peer)?)?;
+        (stream, *peer, udp, None)
+    };
     // A primary running alone with disks of their own copies its disks
     // first, while its guest runs (the rest comes after the snapshot).
     let mut receiver: Option<super::diskcopy::Receiver> = None;
     // And RAM, while its guest runs.
     let mut ram: Option<super::ramcopy::RamReceiver> = None;
     let precopy_started = std::time::Instant::now();
+    let mut first = first;
     let welcome = loop {
-        let message = read_message(&mut stream)
-            .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?;
+        let message = match first.take() {
+            Some(message) => message,
+            None => read_message(&mut stream)
+                .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?,
+        };
         match message {
             Message::RamRun { .. } => {
                 if ram.is_none() {
@@ -771,6 +778,70 @@ pub fn run(
 }
 
 /// Connects to the primary, retrying for a while (it may still be starting).
+/// Says hello on `stream` to the primary at `peer`; returns the stream (with
+/// a read timeout for what comes before the log) and this side's UDP
+/// heartbeat socket.
+fn hello(peer: SocketAddr, mut stream: TcpStream) -> anyhow::Result<(TcpStream, UdpSocket)> {
+    stream.set_nodelay(true)?;
+    let udp = UdpSocket::bind(SocketAddr::new(stream.local_addr()?.ip(), 0))?;
+    stream
+        .write_all(
+            &Message::Hello {
+                udp_port: udp.local_addr()?.port(),
+            }
+            .encode(),
+        )
+        .map_err(|e| anyhow::anyhow!("saying hello to the primary at {peer}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok((stream, udp))
+}
+
+/// How often a spare asks each side to take it.
+const SPARE_PERIOD: Duration = Duration::from_secs(1);
+
+/// A spare (`--spare`): asks each of `peers` in turn, every
+/// [`SPARE_PERIOD`], to take this side as its new backup, until one that
+/// runs alone does (a side that has a backup, or is not there, closes the
+/// connection or refuses it). Returns the stream, the side, the UDP socket
+/// and the side's first message.
+fn wait_as_spare(
+    peers: &[SocketAddr],
+) -> anyhow::Result<(TcpStream, SocketAddr, UdpSocket, Option<Message>)> {
+    if peers.is_empty() {
+        anyhow::bail!("--spare needs at least one --peer");
+    }
+    eprintln!(
+        "ftvm backup: spare: waiting for one of {} to run alone",
+        peers
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    loop {
+        for &peer in peers {
+            let Ok(stream) = TcpStream::connect_timeout(&peer, Duration::from_secs(2)) else {
+                continue;
+            };
+            let Ok((mut stream, udp)) = hello(peer, stream) else {
+                continue;
+            };
+            // Taken: the side sends at once (a copy of the guest); turned
+            // away: the connection closes; a backup not live yet does not
+            // answer (its address takes connections only once live).
+            if stream.set_read_timeout(Some(SPARE_PERIOD * 2)).is_err() {
+                continue;
+            }
+            if let Ok(first) = read_message(&mut stream) {
+                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                eprintln!("ftvm backup: spare: {peer} takes this side as its new backup");
+                return Ok((stream, peer, udp, Some(first)));
+            }
+        }
+        std::thread::sleep(SPARE_PERIOD);
+    }
+}
+
 fn connect(peer: SocketAddr) -> anyhow::Result<TcpStream> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

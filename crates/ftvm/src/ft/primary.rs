@@ -122,15 +122,19 @@ fn accept_backups(
     std::thread::Builder::new()
         .name("accept".into())
         .spawn(move || {
+            // Said once per address: a spare asks every second.
+            let mut turned_away = std::collections::BTreeSet::new();
             for conn in listener.incoming() {
                 let Ok(mut stream) = conn else { continue };
                 let Ok(peer) = stream.peer_addr() else {
                     continue;
                 };
                 if !wanted.load(Ordering::SeqCst) {
-                    eprintln!(
-                        "\r\nftvm primary: turned away a backup from {peer}: this side has one"
-                    );
+                    if turned_away.insert(peer.ip()) {
+                        eprintln!(
+                            "\r\nftvm primary: turned away a backup from {peer}: this side has one (said once per address)"
+                        );
+                    }
                     continue;
                 }
                 let hello = stream
