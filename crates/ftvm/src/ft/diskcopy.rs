@@ -188,6 +188,7 @@ fn send_range<W: Write>(
 pub fn send_images<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
     let mut copied = Copied::default();
     let mut buf = vec![0u8; DISK_CHUNK as usize];
+    let mut progress = Progress::new();
     for image in images {
         let (file, size) = open_source(image)?;
         let slot = image.slot as u64;
@@ -213,6 +214,7 @@ pub fn send_images<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Co
                 let n = (end - at).min(DISK_CHUNK) as usize;
                 copied.data += send_range(out, &file, image, &mut zeros, &mut buf, at, n)?;
                 at += n as u64;
+                progress.show(image, at, size);
             }
             pos = end;
         }
@@ -221,6 +223,36 @@ pub fn send_images<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Co
         copied.zeros += size - (copied.data - data_before);
     }
     Ok(copied)
+}
+
+/// A line on how far a long copy has come, every few seconds.
+struct Progress {
+    next: std::time::Instant,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new() -> Progress {
+        Progress {
+            next: std::time::Instant::now() + Self::EVERY,
+        }
+    }
+
+    /// Says how far the copy of `image` is (at byte `at` of `size`) if the
+    /// last line is a while ago.
+    fn show(&mut self, image: &Image, at: u64, size: u64) {
+        let now = std::time::Instant::now();
+        if now >= self.next {
+            self.next = now + Self::EVERY;
+            eprintln!(
+                "\r\nftvm: copying disk {} to the new backup: {} of {} MiB",
+                image.path.display(),
+                at >> 20,
+                size >> 20
+            );
+        }
+    }
 }
 
 /// Sends the `chunks` (by slot and index) of `images` again, as they are
