@@ -360,3 +360,49 @@ fn test_a_spare_joins_the_side_left_alone_and_takes_over_when_it_dies() {
         "{text}"
     );
 }
+
+/// A backup of another machine joining a side that runs alone with disks of
+/// its own refuses, naming the difference, before anything is copied: its
+/// disk image is left as it was.
+#[test]
+fn test_a_joining_backup_of_another_machine_refuses_before_its_disk_is_touched() {
+    let dir = TempDir::new("ft-joinother");
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    sparse_image(&a, 32 << 20);
+    sparse_image(&b, 32 << 20);
+    let c = dir.path().join("c.img");
+    std::fs::write(&c, vec![0x5au8; 32 << 20]).expect("the other backup's image");
+    let before = sha256_file(&c);
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
+    let disk = |p: &Path| os(&["--disk", &format!("path={}", p.display())]);
+    let primary = Vm::spawn(None, &side("primary", port, &own, &disk(&a), cmd));
+    let backup = Vm::spawn(None, &side("backup", port, &own, &disk(&b), cmd));
+    primary.console().wait_for_line("n 3", GUARD);
+    let _ = backup.kill();
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
+    let mut other = side("backup", port, &own, &disk(&c), cmd);
+    let at = other.iter().position(|a| a == "512M").expect("memory flag");
+    other[at] = "256M".into();
+
+    let (status, out) = Vm::spawn(None, &other).wait(GUARD);
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the new backup c", GUARD);
+    let _ = primary.kill();
+
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{out}");
+    assert!(
+        out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
+        "{out}"
+    );
+    assert_eq!(
+        sha256_file(&c),
+        before,
+        "the other machine's disk was written"
+    );
+}

@@ -35,7 +35,7 @@
 
 pub mod wire;
 
-pub use wire::{Message, WireError, DISK_CHUNK, MESSAGE_LEN, RAM_RUN_PAGES};
+pub use wire::{Message, WireError, CONFIG_MAX, DISK_CHUNK, MESSAGE_LEN, RAM_RUN_PAGES};
 
 /// Pauses of the primary a node keeps track of at most (the backup passes
 /// each within about a lag bound, and a pause needs a lag beyond the bound).

@@ -24,6 +24,11 @@
 //! | 8    | `DiskEnd`   | disks copied, data bytes sent                                    |
 //! | 9    | `RamRun`    | first page, page count, XXH3-64 of the bytes (which follow it)   |
 //! | 10   | `RamEnd`    | pages sent in all                                                |
+//! | 11   | `Config`    | length of the configuration record (which follows it)            |
+//!
+//! A side copying its guest to a joining backup sends its configuration
+//! record first, so that the backup refuses another machine before it
+//! writes anything.
 //!
 //! A new backup joining a running guest gets its RAM apart from the
 //! snapshot (a `Welcome` with RAM apart set; the snapshot then holds no
@@ -118,6 +123,12 @@ pub enum Message {
         /// Pages sent in [`Message::RamRun`]s in all.
         pages: u64,
     },
+    /// The sender's machine configuration record (as in a log header),
+    /// `len` bytes, follows.
+    Config {
+        /// Its length (at most [`CONFIG_MAX`]).
+        len: u64,
+    },
     /// The content of the disk in `slot` follows, `size` bytes in all.
     DiskImage {
         /// The disk's virtio slot.
@@ -159,6 +170,9 @@ pub const DISK_CHUNK: u64 = 1 << 20;
 
 /// The most pages (of 4 KiB) one [`Message::RamRun`] carries.
 pub const RAM_RUN_PAGES: u64 = 256;
+
+/// The longest configuration record a [`Message::Config`] announces.
+pub const CONFIG_MAX: u64 = 1 << 20;
 
 /// Why bytes are not a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -263,6 +277,7 @@ impl Message {
             Message::DiskEnd { disks, bytes } => (8, 0, [disks, bytes, 0, 0, 0]),
             Message::RamRun { first, count, hash } => (9, 0, [first, count, hash, 0, 0]),
             Message::RamEnd { pages } => (10, 0, [pages, 0, 0, 0, 0]),
+            Message::Config { len } => (11, 0, [len, 0, 0, 0, 0]),
         };
         out[5] = kind;
         out[8..16].copy_from_slice(&session.to_le_bytes());
@@ -352,8 +367,8 @@ impl Message {
                     _ => return Err(WireError::Malformed("RAM apart is neither 0 nor 1")),
                 },
             }),
-            5..=10 if session != 0 => Err(WireError::Malformed(
-                "a disk or RAM message carries a session",
+            5..=11 if session != 0 => Err(WireError::Malformed(
+                "a disk, RAM or configuration message carries a session",
             )),
             5 => {
                 unused_zero(2)?;
@@ -407,6 +422,15 @@ impl Message {
             10 => {
                 unused_zero(1)?;
                 Ok(Message::RamEnd { pages: f[0] })
+            }
+            11 => {
+                unused_zero(1)?;
+                if f[0] > CONFIG_MAX {
+                    return Err(WireError::Malformed(
+                        "configuration record longer than CONFIG_MAX",
+                    ));
+                }
+                Ok(Message::Config { len: f[0] })
             }
             k => Err(WireError::Kind(k)),
         }
@@ -475,6 +499,7 @@ mod tests {
                 hash: 42,
             },
             Message::RamEnd { pages: 1 << 17 },
+            Message::Config { len: 300 },
         ]
     }
 
@@ -597,9 +622,9 @@ mod tests {
         bad[4] = 1;
         assert_eq!(Message::decode(&bad), Err(WireError::Version(1)));
         let mut bad = good;
-        bad[5] = 11;
+        bad[5] = 12;
         let sum = fnv1a(&bad[..56]);
         bad[56..60].copy_from_slice(&sum.to_le_bytes());
-        assert_eq!(Message::decode(&bad), Err(WireError::Kind(11)));
+        assert_eq!(Message::decode(&bad), Err(WireError::Kind(12)));
     }
 }

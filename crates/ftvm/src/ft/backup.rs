@@ -332,6 +332,22 @@ pub fn rarp(mac: [u8; 6]) -> Vec<u8> {
     f
 }
 
+/// Fails, naming the first difference, if the primary's configuration
+/// record `theirs` describes another machine than `ours`.
+fn check_same_machine(theirs: &[u8], ours: &[u8]) -> anyhow::Result<()> {
+    let (theirs, ours) = (fingerprint(theirs), fingerprint(ours));
+    if theirs != ours {
+        let diff = theirs
+            .iter()
+            .zip(ours.iter())
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| format!("the primary has `{a}`, this side `{b}`"))
+            .unwrap_or_else(|| "a different number of devices".into());
+        anyhow::bail!("the primary runs a different machine: {diff}");
+    }
+    Ok(())
+}
+
 /// The parts of a configuration record that must agree between the two
 /// sides: everything but where each side keeps its image files.
 fn fingerprint(record: &[u8]) -> Vec<String> {
@@ -390,13 +406,35 @@ pub fn run(
     let mut ram: Option<super::ramcopy::RamReceiver> = None;
     let precopy_started = std::time::Instant::now();
     let mut first = first;
+    // A copy comes after the primary's configuration, checked first.
+    let mut same_machine = false;
     let welcome = loop {
         let message = match first.take() {
             Some(message) => message,
             None => read_message(&mut stream)
                 .map_err(|e| anyhow::anyhow!("the primary at {peer} did not welcome us: {e}"))?,
         };
+        if matches!(
+            message,
+            Message::RamRun { .. }
+                | Message::DiskImage { .. }
+                | Message::DiskData { .. }
+                | Message::DiskZero { .. }
+        ) && !same_machine
+        {
+            anyhow::bail!(
+                "the primary at {peer} copies its guest before saying which machine it runs"
+            );
+        }
         match message {
+            Message::Config { len } => {
+                let mut record = vec![0u8; len as usize];
+                stream.read_exact(&mut record).map_err(|e| {
+                    anyhow::anyhow!("receiving the primary's configuration: {e}")
+                })?;
+                check_same_machine(&record, &setup.config_record)?;
+                same_machine = true;
+            }
             Message::RamRun { .. } => {
                 if ram.is_none() {
                     ram = Some(super::ramcopy::RamReceiver::new(setup.config.memory_size)?);
@@ -639,17 +677,7 @@ pub fn run(
 
     let (reader, header) =
         LogReader::new(inbound.reader()).map_err(|e| anyhow::anyhow!("the primary's log: {e}"))?;
-    let theirs = fingerprint(&header.config);
-    let ours = fingerprint(&config_record);
-    if theirs != ours {
-        let diff = theirs
-            .iter()
-            .zip(ours.iter())
-            .find(|(a, b)| a != b)
-            .map(|(a, b)| format!("the primary has `{a}`, this side `{b}`"))
-            .unwrap_or_else(|| "a different number of devices".into());
-        anyhow::bail!("the primary runs a different machine: {diff}");
-    }
+    check_same_machine(&header.config, &config_record)?;
     let mut env = BackupEnvironment {
         replayer: Replayer::new(reader),
         live: env,

@@ -562,7 +562,23 @@ fn serve(
         let mut tracker = None;
         let mut precopied = None;
         let mut failed = None;
-        if let (Some(m), true, Ok(images)) = (machine.as_mut(), args.non_shared_disk, &host.disks) {
+        if machine.is_some() {
+            // The machine first, so that a backup of another refuses before
+            // its disks are overwritten.
+            let config = Message::Config {
+                len: host.config_record.len() as u64,
+            };
+            let mut sent = (&joining.stream).write_all(&config.encode());
+            if sent.is_ok() {
+                sent = (&joining.stream).write_all(&host.config_record);
+            }
+            if let Err(e) = sent {
+                failed = Some(format!("sending the machine's configuration: {e}"));
+            }
+        }
+        if let (Some(m), true, Ok(images), None) =
+            (machine.as_mut(), args.non_shared_disk, &host.disks, &failed)
+        {
             let t = Arc::new(diskcopy::WriteTracker::default());
             match precopy_running(m, env, host, &joining, images, &t, &quit) {
                 Ok(Precopy::Done(done)) => {
