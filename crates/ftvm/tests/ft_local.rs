@@ -42,6 +42,20 @@ fn side(role: &str, port: u16, ft: &[&str], extra: &[OsString], cmd: &str) -> Ve
     a
 }
 
+/// Waits until the guest of `vm` has printed 20 `tick N` lines more than
+/// it has so far.
+fn ticks_go_on(vm: &Vm) {
+    let last = vm
+        .console()
+        .text()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    vm.console()
+        .wait_for_line(&format!("tick {}", last + 20), GUARD);
+}
+
 #[test]
 fn test_non_shared_disk_copies_end_identical() {
     let dir = TempDir::new("ft-nonshared");
@@ -80,13 +94,9 @@ fn test_backup_refuses_a_primary_running_another_machine() {
     let port = free_port();
     let ft = ["--arbiter", &arbiter];
     let primary = Vm::spawn(None, &side("primary", port, &ft, &[], "sleep 30"));
-    let mut backup_args = side("backup", port, &ft, &[], "sleep 30");
+    let backup_args = side("backup", port, &ft, &[], "sleep 30");
     // A different RAM size.
-    let at = backup_args
-        .iter()
-        .position(|a| a == "512M")
-        .expect("memory flag");
-    backup_args[at] = "256M".into();
+    let backup_args = with_less_memory(backup_args);
 
     let (b_status, b_out) = Vm::spawn(None, &backup_args).wait(GUARD);
     // The primary saw its backup go before anything ran and took the arbiter
@@ -96,11 +106,7 @@ fn test_backup_refuses_a_primary_running_another_machine() {
         .wait_for_line("ftvm primary: the backup is gone", GUARD);
     let p_out = primary.kill();
 
-    assert_eq!(b_status.and_then(|s| s.code()), Some(2), "{b_out}");
-    assert!(
-        b_out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
-        "{b_out}"
-    );
+    assert_refused_other_memory(b_status, &b_out);
     assert!(p_out.contains("running alone"), "{p_out}");
 }
 
@@ -232,20 +238,57 @@ fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() 
     let why = primary
         .console()
         .wait_for_line("ftvm primary: the new backup cannot join:", GUARD);
-    let last = primary
-        .console()
-        .text()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    primary
-        .console()
-        .wait_for_line(&format!("tick {}", last + 20), GUARD);
+    ticks_go_on(&primary);
     drop(joiner);
     let text = primary.kill();
 
     assert!(why.contains("it took nothing for"), "{why}\n{text}");
+}
+
+/// The guest command of the tests below: a numbered line every 100 ms.
+const NUMBERED: &str =
+    "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
+
+/// `--disk path=P`.
+fn disk_args(p: &Path) -> Vec<OsString> {
+    os(&["--disk", &format!("path={}", p.display())])
+}
+
+/// A primary with a disk of its own, running [`NUMBERED`] alone after its
+/// backup was killed; with its directory, arbiter flag and port.
+fn own_disk_primary_alone(tag: &str) -> (TempDir, Vm, String, u16) {
+    let dir = TempDir::new(tag);
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    sparse_image(&a, 32 << 20);
+    sparse_image(&b, 32 << 20);
+    let arbiter = format!("file={}", dir.path().join("arbiter").display());
+    let port = free_port();
+    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let primary = Vm::spawn(None, &side("primary", port, &own, &disk_args(&a), NUMBERED));
+    let backup = Vm::spawn(None, &side("backup", port, &own, &disk_args(&b), NUMBERED));
+    primary.console().wait_for_line("n 3", GUARD);
+    let _ = backup.kill();
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
+    (dir, primary, arbiter, port)
+}
+
+/// `args` with 256M of memory instead of 512M.
+fn with_less_memory(mut args: Vec<OsString>) -> Vec<OsString> {
+    let at = args.iter().position(|a| a == "512M").expect("memory flag");
+    args[at] = "256M".into();
+    args
+}
+
+/// A backup that ended with status 2, saying the primary has 512 MiB of
+/// memory and it 256.
+fn assert_refused_other_memory(status: Option<std::process::ExitStatus>, out: &str) {
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{out}");
+    assert!(
+        out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
+        "{out}"
+    );
 }
 
 /// A side running alone with disks of its own copies them to a backup that
@@ -253,25 +296,15 @@ fn test_a_joining_backup_that_reads_nothing_is_given_up_and_the_guest_goes_on() 
 /// the side goes on alone.
 #[test]
 fn test_a_backup_sharing_its_disks_refuses_a_disk_copy_by_name() {
-    let dir = TempDir::new("ft-copyrefused");
-    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
-    sparse_image(&a, 32 << 20);
-    sparse_image(&b, 32 << 20);
-    let arbiter = format!("file={}", dir.path().join("arbiter").display());
-    let port = free_port();
-    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let (dir, primary, arbiter, port) = own_disk_primary_alone("ft-copyrefused");
     let shared = ["--arbiter", &arbiter];
-    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
-    let disk = |p: &Path| os(&["--disk", &format!("path={}", p.display())]);
-    let primary = Vm::spawn(None, &side("primary", port, &own, &disk(&a), cmd));
-    let backup = Vm::spawn(None, &side("backup", port, &own, &disk(&b), cmd));
-    primary.console().wait_for_line("n 3", GUARD);
-    let _ = backup.kill();
-    primary
-        .console()
-        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
+    let b = dir.path().join("b.img");
 
-    let (status, out) = Vm::spawn(None, &side("backup", port, &shared, &disk(&b), cmd)).wait(GUARD);
+    let (status, out) = Vm::spawn(
+        None,
+        &side("backup", port, &shared, &disk_args(&b), NUMBERED),
+    )
+    .wait(GUARD);
     // Either the copy or the snapshot after it finds the backup gone.
     primary
         .console()
@@ -290,6 +323,32 @@ fn test_a_backup_sharing_its_disks_refuses_a_disk_copy_by_name() {
         "{out}"
     );
     assert!(!text.contains("paired again"), "{text}");
+}
+
+/// A backup of another machine joining a side that runs alone with disks of
+/// its own refuses, naming the difference, before anything is copied: its
+/// disk image is left as it was.
+#[test]
+fn test_a_joining_backup_of_another_machine_refuses_before_its_disk_is_touched() {
+    let (dir, primary, arbiter, port) = own_disk_primary_alone("ft-joinother");
+    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
+    let c = dir.path().join("c.img");
+    std::fs::write(&c, vec![0x5au8; 32 << 20]).expect("the other backup's image");
+    let before = sha256_file(&c);
+    let other = with_less_memory(side("backup", port, &own, &disk_args(&c), NUMBERED));
+
+    let (status, out) = Vm::spawn(None, &other).wait(GUARD);
+    primary
+        .console()
+        .wait_for_line("ftvm primary: the new backup c", GUARD);
+    let _ = primary.kill();
+
+    assert_refused_other_memory(status, &out);
+    assert_eq!(
+        sha256_file(&c),
+        before,
+        "the other machine's disk was written"
+    );
 }
 
 /// Re-protection without an operator: a spare (`ftvm backup --spare`) given
@@ -341,16 +400,7 @@ fn test_a_spare_joins_the_side_left_alone_and_takes_over_when_it_dies() {
     spare
         .console()
         .wait_for_line("ftvm backup: live at icount", GUARD);
-    let last = spare
-        .console()
-        .text()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    spare
-        .console()
-        .wait_for_line(&format!("tick {}", last + 20), GUARD);
+    ticks_go_on(&spare);
     let text = spare.kill();
 
     assert!(
@@ -358,51 +408,5 @@ fn test_a_spare_joins_the_side_left_alone_and_takes_over_when_it_dies() {
             "ftvm backup: spare: {b_addr} takes this side as its new backup"
         )),
         "{text}"
-    );
-}
-
-/// A backup of another machine joining a side that runs alone with disks of
-/// its own refuses, naming the difference, before anything is copied: its
-/// disk image is left as it was.
-#[test]
-fn test_a_joining_backup_of_another_machine_refuses_before_its_disk_is_touched() {
-    let dir = TempDir::new("ft-joinother");
-    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
-    sparse_image(&a, 32 << 20);
-    sparse_image(&b, 32 << 20);
-    let c = dir.path().join("c.img");
-    std::fs::write(&c, vec![0x5au8; 32 << 20]).expect("the other backup's image");
-    let before = sha256_file(&c);
-    let arbiter = format!("file={}", dir.path().join("arbiter").display());
-    let port = free_port();
-    let own = ["--arbiter", &arbiter, "--non-shared-disk"];
-    let cmd = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"n $i\"; usleep 100000; done";
-    let disk = |p: &Path| os(&["--disk", &format!("path={}", p.display())]);
-    let primary = Vm::spawn(None, &side("primary", port, &own, &disk(&a), cmd));
-    let backup = Vm::spawn(None, &side("backup", port, &own, &disk(&b), cmd));
-    primary.console().wait_for_line("n 3", GUARD);
-    let _ = backup.kill();
-    primary
-        .console()
-        .wait_for_line("ftvm primary: the backup is gone; running alone", GUARD);
-    let mut other = side("backup", port, &own, &disk(&c), cmd);
-    let at = other.iter().position(|a| a == "512M").expect("memory flag");
-    other[at] = "256M".into();
-
-    let (status, out) = Vm::spawn(None, &other).wait(GUARD);
-    primary
-        .console()
-        .wait_for_line("ftvm primary: the new backup c", GUARD);
-    let _ = primary.kill();
-
-    assert_eq!(status.and_then(|s| s.code()), Some(2), "{out}");
-    assert!(
-        out.contains("the primary runs a different machine: the primary has `memory 536870912`, this side `memory 268435456`"),
-        "{out}"
-    );
-    assert_eq!(
-        sha256_file(&c),
-        before,
-        "the other machine's disk was written"
     );
 }

@@ -732,6 +732,26 @@ fn serve(
     }
 }
 
+/// Runs one step of the guest alone, its console output to the console;
+/// `Some` with how the guest run ended, if it did (or the user quit).
+fn step_alone(
+    machine: &mut Machine,
+    env: &mut LiveEnvironment,
+    host: &Host<'_>,
+    quit: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> anyhow::Result<Option<Step>> {
+    let step = machine.step(env)?;
+    let out = machine.take_console_output();
+    if !out.is_empty() {
+        super::lock(&host.console).write(&out);
+    }
+    Ok(match step {
+        Step::Running | Step::Reboot if !quit.get() => None,
+        Step::Running | Step::Reboot => Some(Step::Running),
+        other => Some(other),
+    })
+}
+
 /// How a pre-copy ended.
 enum Precopy<T> {
     /// The copy is made but for what was written last.
@@ -801,15 +821,8 @@ fn precopy_ram(
             // The writer stopped: its error says why.
             break Err(());
         }
-        let step = machine.step(env)?;
-        let out = machine.take_console_output();
-        if !out.is_empty() {
-            super::lock(&host.console).write(&out);
-        }
-        match step {
-            Step::Running | Step::Reboot if !quit.get() => {}
-            Step::Running | Step::Reboot => return Ok(Precopy::Ended(Step::Running)),
-            other => return Ok(Precopy::Ended(other)),
+        if let Some(ended) = step_alone(machine, env, host, quit)? {
+            return Ok(Precopy::Ended(ended));
         }
     };
     drop(tx);
@@ -863,15 +876,8 @@ fn precopy_running(
         joining.peer
     );
     while !copier.is_finished() {
-        let step = machine.step(env)?;
-        let out = machine.take_console_output();
-        if !out.is_empty() {
-            super::lock(&host.console).write(&out);
-        }
-        match step {
-            Step::Running | Step::Reboot if !quit.get() => {}
-            Step::Running | Step::Reboot => return Ok(Precopy::Ended(Step::Running)),
-            other => return Ok(Precopy::Ended(other)),
+        if let Some(ended) = step_alone(machine, env, host, quit)? {
+            return Ok(Precopy::Ended(ended));
         }
     }
     let done = copier
@@ -914,18 +920,12 @@ fn run_alone(
         if let Ok(joining) = joins.try_recv() {
             return Ok(Alone::Joined(joining));
         }
-        let step = machine.step(env)?;
-        let out = machine.take_console_output();
-        if !out.is_empty() {
-            super::lock(&host.console).write(&out);
-        }
+        let ended = step_alone(machine, env, host, quit)?;
         if let Some(session) = session {
             session.shared.executed(machine.icount(), machine.mtime());
         }
-        match step {
-            Step::Running | Step::Reboot if !quit.get() => {}
-            Step::Running | Step::Reboot => return Ok(Alone::Ended(Step::Running)),
-            other => return Ok(Alone::Ended(other)),
+        if let Some(step) = ended {
+            return Ok(Alone::Ended(step));
         }
     }
 }
