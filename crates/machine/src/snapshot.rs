@@ -1461,7 +1461,7 @@ fn write_ram(w: &mut Writer, ram: &[u8]) {
 /// Whether `bytes` are all zero: 64 bytes ORed together at a time (which the
 /// compiler turns into vector instructions), not a byte at a time with an
 /// early exit (a snapshot of a mostly empty RAM spends its time here).
-fn is_zero(bytes: &[u8]) -> bool {
+pub fn is_zero(bytes: &[u8]) -> bool {
     bytes
         .chunks(64)
         .all(|chunk| chunk.iter().fold(0u8, |acc, &b| acc | b) == 0)

@@ -429,53 +429,45 @@ pub fn run(
         match message {
             Message::Config { len } => {
                 let mut record = vec![0u8; len as usize];
-                stream.read_exact(&mut record).map_err(|e| {
-                    anyhow::anyhow!("receiving the primary's configuration: {e}")
-                })?;
+                stream
+                    .read_exact(&mut record)
+                    .map_err(|e| anyhow::anyhow!("receiving the primary's configuration: {e}"))?;
                 check_same_machine(&record, &setup.config_record)?;
                 same_machine = true;
             }
+            // The ends (`RamEnd`, `DiskEnd`) come only after the snapshot:
+            // before the welcome they are no message of a copy.
             Message::RamRun { .. } => {
-                if ram.is_none() {
-                    ram = Some(super::ramcopy::RamReceiver::new(setup.config.memory_size)?);
-                }
-                if let Some(r) = ram.as_mut() {
-                    if r.take(message, &mut stream)
-                        .map_err(|e| anyhow::anyhow!("receiving the primary's RAM: {e:#}"))?
-                        .is_some()
-                    {
-                        anyhow::bail!("the primary ended its RAM copy before welcoming us");
-                    }
-                }
+                let mut r = match ram.take() {
+                    Some(r) => r,
+                    None => super::ramcopy::RamReceiver::new(setup.config.memory_size)?,
+                };
+                r.take(message, &mut stream)
+                    .map_err(|e| anyhow::anyhow!("receiving the primary's RAM: {e:#}"))?;
+                ram = Some(r);
             }
             Message::DiskImage { .. } | Message::DiskData { .. } | Message::DiskZero { .. }
-                if setup.disks.is_ok() && args.non_shared_disk =>
+                if args.non_shared_disk =>
             {
-                if receiver.is_none() {
-                    let images = setup
-                        .disks
-                        .as_ref()
-                        .map_err(|why| anyhow::anyhow!("{why}"))?;
-                    receiver = Some(super::diskcopy::Receiver::new(images)?);
-                }
-                if let Some(r) = receiver.as_mut() {
-                    if r.take(message, &mut stream)
-                        .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?
-                        .is_some()
-                    {
-                        anyhow::bail!("the primary ended its disk copy before welcoming us");
+                let mut r = match receiver.take() {
+                    Some(r) => r,
+                    None => {
+                        let images = setup.disks.as_ref().map_err(|why| {
+                            anyhow::anyhow!(
+                                "the primary copies its disks to this side, which cannot take them: {why}"
+                            )
+                        })?;
+                        super::diskcopy::Receiver::new(images)?
                     }
-                }
+                };
+                r.take(message, &mut stream)
+                    .map_err(|e| anyhow::anyhow!("receiving the primary's disks: {e:#}"))?;
+                receiver = Some(r);
             }
             Message::DiskImage { .. } | Message::DiskData { .. } | Message::DiskZero { .. } => {
-                match &setup.disks {
-                    Err(why) if args.non_shared_disk => anyhow::bail!(
-                        "the primary copies its disks to this side, which cannot take them: {why}"
-                    ),
-                    _ => anyhow::bail!(
-                        "the primary copies its disks to this side (it has --non-shared-disk), but this side shares them"
-                    ),
-                }
+                anyhow::bail!(
+                    "the primary copies its disks to this side (it has --non-shared-disk), but this side shares them"
+                )
             }
             other => break other,
         }

@@ -17,6 +17,7 @@
 //! message against its own images (slot, size, coverage, the data's hash)
 //! and names what was wrong.
 
+use ftvm_machine::snapshot::is_zero;
 use ftvm_protocol::{Message, DISK_CHUNK, MESSAGE_LEN};
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -165,7 +166,7 @@ fn send_range<W: Write>(
     let chunk = &mut buf[..len];
     file.read_exact_at(chunk, at)
         .map_err(|e| anyhow::anyhow!("disk image {} at byte {at}: {e}", image.path.display()))?;
-    if chunk.iter().all(|&b| b == 0) {
+    if is_zero(chunk) {
         zeros.add(out, at, len as u64)?;
         return Ok(0);
     }
@@ -296,14 +297,6 @@ pub fn send_end<W: Write>(out: &mut W, disks: usize, data: u64) -> std::io::Resu
         .encode(),
     )?;
     out.flush()
-}
-
-/// Sends the content of `images` to `out` and closes the copy.
-#[cfg(test)]
-pub fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
-    let copied = send_images(out, images)?;
-    send_end(out, images.len(), copied.data)?;
-    Ok(copied)
 }
 
 /// Rounds of sending again what the guest wrote during the previous one.
@@ -581,20 +574,6 @@ impl Receiver {
     }
 }
 
-/// Receives a whole disk copy from `input` into `images`, announced by a
-/// `Welcome` naming `disks` disks (see [`Receiver`]).
-#[cfg(test)]
-pub fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::Result<Copied> {
-    let mut receiver = Receiver::new(images)?;
-    check_count(disks, receiver.disks())?;
-    loop {
-        let message = read_message(input)?;
-        if let Some(copied) = receiver.take(message, input)? {
-            return Ok(copied);
-        }
-    }
-}
-
 /// The sender's disk count against this side's.
 pub fn check_count(theirs: u64, ours: u64) -> anyhow::Result<()> {
     if theirs != ours {
@@ -608,6 +587,26 @@ pub fn check_count(theirs: u64, ours: u64) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends the content of `images` to `out` and closes the copy.
+    fn send<W: Write>(out: &mut W, images: &[Image]) -> anyhow::Result<Copied> {
+        let copied = send_images(out, images)?;
+        send_end(out, images.len(), copied.data)?;
+        Ok(copied)
+    }
+
+    /// Receives a whole disk copy from `input` into `images`, announced by a
+    /// `Welcome` naming `disks` disks (see [`Receiver`]).
+    fn receive<R: Read>(input: &mut R, images: &[Image], disks: u64) -> anyhow::Result<Copied> {
+        let mut receiver = Receiver::new(images)?;
+        check_count(disks, receiver.disks())?;
+        loop {
+            let message = read_message(input)?;
+            if let Some(copied) = receiver.take(message, input)? {
+                return Ok(copied);
+            }
+        }
+    }
 
     /// A temporary directory, removed on drop.
     struct Dir(PathBuf);

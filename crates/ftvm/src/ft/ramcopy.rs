@@ -11,6 +11,7 @@
 //! since, and a [`Message::RamEnd`]. The [`RamReceiver`] builds the RAM
 //! from the runs, checking each against the RAM's size and its hash.
 
+use ftvm_machine::snapshot::is_zero;
 use ftvm_machine::Machine;
 use ftvm_protocol::{Message, RAM_RUN_PAGES};
 use std::io::Read;
@@ -74,11 +75,7 @@ pub fn put_pages(out: &mut Vec<u8>, ram: &[u8], pages: &[usize]) -> u64 {
 /// to `out`; returns the pages put.
 pub fn put_nonzero(out: &mut Vec<u8>, ram: &[u8], from: usize, to: usize) -> u64 {
     let pages: Vec<usize> = (from..to)
-        .filter(|&p| {
-            run_bytes(ram, p, 1)
-                .chunks(64)
-                .any(|c| c.iter().fold(0u8, |a, &b| a | b) != 0)
-        })
+        .filter(|&p| !is_zero(run_bytes(ram, p, 1)))
         .collect();
     put_pages(out, ram, &pages)
 }
